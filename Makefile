@@ -1,0 +1,44 @@
+# The README's two commands: `make run` (see it work) and `make test` (pass the tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/.runtime: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: migrate the embedded SQLite database, create the demo admin, start web server + dispatcher (Ctrl-C stops both)
+run: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py create_demo_admin
+	@echo "Web: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the server and the dispatcher)"
+	@trap 'kill 0' INT TERM; \
+	  $(PY) manage.py dispatch_outbox & \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT) & \
+	  wait
+
+## test: the whole suite (PostgreSQL tests run when DATABASE_URL points at PostgreSQL)
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,60 @@
+"""Fixtures shared by every app's tests."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from outbox.testing import SMTPTestServer
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip PostgreSQL-only tests without PostgreSQL, visibly; in CI that is an error instead."""
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine == "django.db.backends.postgresql":
+        return
+    reason = "needs PostgreSQL: set DATABASE_URL=postgres://... (see README)"
+    for item in items:
+        if item.get_closest_marker("postgresql"):
+            if IN_CI:
+                raise pytest.UsageError(f"CI=true but the database is not PostgreSQL; {reason}")
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def provider_role(db):
+    from accounts.models import Role
+
+    return Role.objects.get(name="Provider")
+
+
+@pytest.fixture
+def admin_user(db):
+    from accounts.models import User
+
+    return User.objects.create_superuser("admin@example.com", "correct-horse-battery-staple")
+
+
+@pytest.fixture
+def smtp_server(settings) -> Iterator[SMTPTestServer]:
+    """A real SMTP server on a loopback port, and settings that send to it."""
+    with SMTPTestServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = server.host
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_TIMEOUT = 2
+        yield server
+
+
+@pytest.fixture
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"

@@ -1,0 +1,300 @@
+"""Writes to the outbox: enqueue, claim, and record what happened to a claimed row."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from email.utils import make_msgid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Now
+
+from . import conf
+from .models import DeliveryAttempt, OutboundEmail
+from .signals import email_failed, email_sent
+
+logger = logging.getLogger(__name__)
+
+Status = OutboundEmail.Status
+NOTIFY_CHANNEL = "outbox_email"
+
+
+def _check_header_value(name: str, value: str) -> None:
+    if "\n" in value or "\r" in value:
+        raise ValidationError(f"{name} must not contain line breaks.", code="header_injection")
+
+
+def enqueue_email(
+    *,
+    to: Sequence[str],
+    subject: str,
+    body: str,
+    html_body: str = "",
+    from_email: str | None = None,
+    headers: dict[str, str] | None = None,
+    dedupe_key: str | None = None,
+    related_object: Any = None,
+) -> OutboundEmail:
+    """Queue one email in the caller's transaction; it is sent only if that transaction commits.
+
+    With a `dedupe_key` already queued, return the existing row instead of adding another.
+    """
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "enqueue_email() must run inside the caller's transaction (transaction.atomic())."
+        )
+    recipients = list(to)
+    if not recipients:
+        raise ValidationError("An email needs at least one recipient.", code="no_recipients")
+    for address in recipients:
+        _check_header_value("A recipient", address)
+        validate_email(address)
+    from_email = from_email or settings.DEFAULT_FROM_EMAIL
+    _check_header_value("The sender", from_email)
+    _check_header_value("The subject", subject)
+    headers = {**getattr(settings, "OUTBOX_EXTRA_HEADERS", {}), **(headers or {})}
+    for name, value in headers.items():
+        _check_header_value(f"Header {name}", f"{name}{value}")
+
+    fields: dict[str, Any] = dict(
+        from_email=from_email,
+        recipients=recipients,
+        subject=subject,
+        body_text=body,
+        body_html=html_body,
+        headers=headers,
+        message_id=make_msgid(domain=_message_id_domain(from_email)),
+        dedupe_key=dedupe_key,
+    )
+    if related_object is not None:
+        fields["related_content_type"] = ContentType.objects.get_for_model(related_object)
+        fields["related_object_id"] = str(related_object.pk)
+    if dedupe_key is None:
+        email = OutboundEmail.objects.create(**fields)
+    else:
+        try:
+            with transaction.atomic():
+                email = OutboundEmail.objects.create(**fields)
+        except IntegrityError:
+            return OutboundEmail.objects.get(dedupe_key=dedupe_key)
+    if connection.vendor == "postgresql":
+        # Delivered at commit only, and coalesced by PostgreSQL within the transaction.
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return email
+
+
+def _message_id_domain(from_email: str) -> str:
+    domain = from_email.rpartition("@")[2].rstrip(">").strip()
+    return domain or "localhost"
+
+
+def emails_for(obj: Any) -> QuerySet[OutboundEmail]:
+    """The outbound emails queued for a related object."""
+    return OutboundEmail.objects.filter(
+        related_content_type=ContentType.objects.get_for_model(obj), related_object_id=str(obj.pk)
+    )
+
+
+# Rows whose dispatcher died first, then pending rows in due order; each matches a partial index.
+_DUE = (
+    (Q(status=Status.SENDING, lease_expires_at__lte=Now()), "lease_expires_at"),
+    (Q(status=Status.PENDING, next_attempt_at__lte=Now()), "next_attempt_at"),
+)
+
+
+def claim_due_emails(*, claim: str, limit: int, lease_seconds: int) -> list[OutboundEmail]:
+    """Claim up to `limit` due rows for `claim` in one short transaction, and return them.
+
+    Due means pending with `next_attempt_at` passed, or sending with a lease that ran out
+    (its dispatcher died). `FOR UPDATE SKIP LOCKED` lets any number of dispatchers claim
+    at once without waiting on, or taking, each other's rows. Times come from the database.
+    """
+    lease = Now() + timedelta(seconds=lease_seconds)
+    claimed = 0
+    with transaction.atomic():
+        for due, order in _DUE:
+            if claimed >= limit:
+                break
+            ids = OutboundEmail.objects.filter(due).order_by(order).select_for_update(skip_locked=True).values("id")
+            claimed += OutboundEmail.objects.filter(id__in=ids[: limit - claimed]).update(
+                status=Status.SENDING, claimed_by=claim, lease_expires_at=lease, updated_at=Now()
+            )
+    if not claimed:
+        return []
+    return list(OutboundEmail.objects.filter(claimed_by=claim, status=Status.SENDING).order_by("next_attempt_at", "id"))
+
+
+def renew_lease(*, claim: str, ids: Iterable[int], lease_seconds: int) -> set[int]:
+    """Extend the lease on rows still held by `claim`; return the ids still held."""
+    ids = list(ids)
+    if not ids:
+        return set()
+    rows = OutboundEmail.objects.filter(id__in=ids, claimed_by=claim, status=Status.SENDING)
+    with transaction.atomic():
+        held = set(rows.select_for_update().values_list("id", flat=True))
+        rows.filter(id__in=held).update(lease_expires_at=Now() + timedelta(seconds=lease_seconds), updated_at=Now())
+    return held
+
+
+def _fenced(email: OutboundEmail, claim: str) -> QuerySet[OutboundEmail]:
+    """The row, only while it is still in `sending` under this claim."""
+    return OutboundEmail.objects.filter(pk=email.pk, status=Status.SENDING, claimed_by=claim)
+
+
+def _record_attempts(email: OutboundEmail, attempts: Sequence[DeliveryAttempt]) -> None:
+    for attempt in attempts:
+        attempt.email_id = email.pk
+    DeliveryAttempt.objects.bulk_create(attempts)
+
+
+def _lost_lease(email: OutboundEmail, claim: str, outcome: str) -> None:
+    logger.warning(
+        "outbox: lease lost on email %s before recording %s; another dispatcher owns it now, nothing overwritten",
+        email.pk,
+        outcome,
+    )
+
+
+_RELEASED = dict(claimed_by="", lease_expires_at=None, updated_at=Now())
+
+
+def mark_sent(
+    *, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryAttempt], refused: dict[str, Any]
+) -> bool:
+    """Record that the server accepted the message; return False if the claim was lost."""
+    with transaction.atomic():
+        _record_attempts(email, attempts)
+        updated = _fenced(email, claim).update(
+            status=Status.SENT,
+            sent_at=Now(),
+            attempts=F("attempts") + len(attempts),
+            last_error=_refused_summary(refused),
+            refused_recipients=refused,
+            **_RELEASED,
+        )
+        if not updated:
+            _lost_lease(email, claim, "sent")
+            return False
+        email.refresh_from_db()
+        email_sent.send(sender=OutboundEmail, email=email)
+    return True
+
+
+def _refused_summary(refused: dict[str, Any]) -> str:
+    if not refused:
+        return ""
+    return f"{len(refused)} recipient(s) refused: " + "; ".join(f"{code} {msg}" for code, msg in refused.values())
+
+
+def mark_failed(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryAttempt], error: str) -> bool:
+    """Fail the row for good with the server's reply; return False if the claim was lost."""
+    with transaction.atomic():
+        _record_attempts(email, attempts)
+        updated = _fenced(email, claim).update(
+            status=Status.FAILED, attempts=F("attempts") + len(attempts), last_error=error, **_RELEASED
+        )
+        if not updated:
+            _lost_lease(email, claim, "failed")
+            return False
+        email.refresh_from_db()
+        email_failed.send(sender=OutboundEmail, email=email)
+    return True
+
+
+def mark_retry(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryAttempt], error: str) -> str:
+    """Put the row back with the next backoff delay, or fail it once out of tries or too old.
+
+    Return the state written ("pending" or "failed"), or "" if the claim was lost.
+    """
+    settings_ = conf.get()
+    total_attempts = email.attempts + len(attempts)
+    too_old = OutboundEmail.objects.filter(
+        pk=email.pk, queued_at__lte=Now() - timedelta(seconds=settings_.max_age_seconds)
+    ).exists()
+    if total_attempts >= settings_.max_attempts or too_old:
+        reason = "too many attempts" if total_attempts >= settings_.max_attempts else "too old"
+        return (
+            Status.FAILED
+            if mark_failed(email=email, claim=claim, attempts=attempts, error=f"{error} ({reason})")
+            else ""
+        )
+    schedule = settings_.backoff_seconds or (60,)
+    delay = schedule[min(email.reschedules, len(schedule) - 1)]
+    with transaction.atomic():
+        _record_attempts(email, attempts)
+        updated = _fenced(email, claim).update(
+            status=Status.PENDING,
+            attempts=F("attempts") + len(attempts),
+            reschedules=F("reschedules") + 1,
+            next_attempt_at=Now() + timedelta(seconds=delay),
+            last_error=error,
+            **_RELEASED,
+        )
+    if not updated:
+        _lost_lease(email, claim, "retry")
+        return ""
+    return Status.PENDING
+
+
+def release(
+    *,
+    claim: str,
+    ids: Iterable[int],
+    attempts: Sequence[DeliveryAttempt] = (),
+    email_id: int | None = None,
+    error: str = "",
+) -> int:
+    """Give rows back to pending without counting an attempt (shutdown, configuration fault)."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    with transaction.atomic():
+        if attempts and email_id is not None:
+            for attempt in attempts:
+                attempt.email_id = email_id
+            DeliveryAttempt.objects.bulk_create(attempts)
+        changes: dict[str, Any] = dict(status=Status.PENDING, **_RELEASED)
+        if error:
+            changes["last_error"] = error
+        return OutboundEmail.objects.filter(id__in=ids, claimed_by=claim, status=Status.SENDING).update(**changes)
+
+
+def fail_overdue() -> int:
+    """Fail pending rows older than OUTBOX_MAX_AGE_SECONDS, keeping their last error."""
+    cutoff = Now() - timedelta(seconds=conf.get().max_age_seconds)
+    failed = 0
+    overdue = OutboundEmail.objects.filter(status=Status.PENDING, queued_at__lte=cutoff)
+    for email in overdue.only("pk", "last_error").iterator(chunk_size=500):
+        with transaction.atomic():
+            updated = OutboundEmail.objects.filter(pk=email.pk, status=Status.PENDING).update(
+                status=Status.FAILED,
+                last_error=f"not sent within OUTBOX_MAX_AGE_SECONDS; last error: {email.last_error or 'none'}",
+                updated_at=Now(),
+            )
+            if updated:
+                failed += 1
+                email.refresh_from_db()
+                email_failed.send(sender=OutboundEmail, email=email)
+    if failed:
+        logger.error("outbox: %s email(s) failed for being older than OUTBOX_MAX_AGE_SECONDS", failed)
+    return failed
+
+
+def requeue_failed(queryset: QuerySet[OutboundEmail]) -> int:
+    """Put failed rows back to pending, due now, with a fresh attempt budget and age."""
+    return queryset.filter(status=Status.FAILED).update(
+        status=Status.PENDING, attempts=0, reschedules=0, next_attempt_at=Now(), queued_at=Now(), updated_at=Now()
+    )
+
+
+def cancel_pending(queryset: QuerySet[OutboundEmail]) -> int:
+    """Cancel rows that have not been claimed yet; rows being sent are left alone."""
+    return queryset.filter(status=Status.PENDING).update(status=Status.CANCELLED, updated_at=Now())
