@@ -23,7 +23,7 @@ run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_demo_admin
 	@echo "Web: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the server and the dispatcher)"
-	@trap 'kill 0' INT TERM; \
+	@trap 'trap - INT TERM; kill 0' INT TERM; \
 	  $(PY) manage.py dispatch_outbox & \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT) & \
 	  wait

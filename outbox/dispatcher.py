@@ -373,6 +373,7 @@ class Worker:
         refused: dict[str, Any] | None = None,
     ) -> None:
         """Write the outcome in one short, fenced transaction, retrying through database faults."""
+        previous_attempts = email.attempts
         if error is None:
             state = (
                 "sent"
@@ -402,13 +403,14 @@ class Worker:
                 self.settings.lease_seconds,
             )
         last = attempts[-1] if attempts else None
+        tries = previous_attempts + len(attempts)
         logger.info(
             "outbox: email %s %s message_id=%s to=%s attempt=%s code=%s duration_ms=%s",
             email.pk,
             state or "lease-lost",
             email.message_id,
             mask_addresses(email.recipients if isinstance(email.recipients, list) else []),
-            email.attempts + len(attempts),
+            tries,
             last.smtp_code if last else None,
             int((time.monotonic() - started) * 1000),
         )

@@ -58,8 +58,11 @@ class Command(BaseCommand):
             stop=stop,
         )
 
+        received: list[str] = []
+
         def request_stop(signum: int, frame: Any) -> None:
-            logger.info("outbox: %s received; finishing the message in hand", signal.Signals(signum).name)
+            # Only set flags here: logging from a signal handler can deadlock or recurse.
+            received.append(signal.Signals(signum).name)
             stop.set()
             dispatcher.waker.notify()
 
@@ -77,7 +80,12 @@ class Command(BaseCommand):
             ", once" if options["once"] else "",
         )
         dispatcher.run()
-        logger.info("outbox: dispatcher %s stopped after sending %s email(s)", dispatcher.name, dispatcher.sent)
+        logger.info(
+            "outbox: dispatcher %s stopped%s after sending %s email(s)",
+            dispatcher.name,
+            f" on {received[0]}" if received else "",
+            dispatcher.sent,
+        )
         if dispatcher.database_unavailable:
             raise CommandError("database unreachable", returncode=EXIT_DATABASE_UNAVAILABLE)
         if dispatcher.fault is not None:
