@@ -28,6 +28,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves collected static files under gunicorn (the Docker image); runserver still serves them in development.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +102,8 @@ EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Medical Document Parser <noreply@localhost>")
 SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 BASE_URL = env("BASE_URL", default="http://localhost:8000").rstrip("/")
+# Silences outbox.W002 (a provider known not to sign a HIPAA Business Associate Agreement).
+EMAIL_NO_BAA_ACCEPTED = env.bool("EMAIL_NO_BAA_ACCEPTED", default=False)
 
 # The dispatcher (`manage.py dispatch_outbox`); see outbox/conf.py for what each one does.
 OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=50)
@@ -114,6 +118,14 @@ OUTBOX_RETRY_WAIT_SECONDS = env.float("OUTBOX_RETRY_WAIT_SECONDS", default=1.0)
 OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=1.0)
 OUTBOX_LISTEN = env.bool("OUTBOX_LISTEN", default=True)
 OUTBOX_RATE_LIMIT = env.float("OUTBOX_RATE_LIMIT", default=0.0)
+# Headers added to every queued message, e.g. "X-SES-CONFIGURATION-SET=invitations" (comma list of name=value).
+OUTBOX_EXTRA_HEADERS = env.dict("OUTBOX_EXTRA_HEADERS", default={})
+# Bodies of sent and cancelled rows (which hold live invitation links) are blanked after this many days.
+OUTBOX_BODY_RETENTION_DAYS = env.int("OUTBOX_BODY_RETENTION_DAYS", default=14)
+# /healthz answers 503 when the oldest due message has waited longer than this.
+OUTBOX_HEALTH_MAX_DUE_AGE_SECONDS = env.int("OUTBOX_HEALTH_MAX_DUE_AGE_SECONDS", default=900)
+# dispatch_outbox also runs the deploy checks (`check --deploy`) at start-up; on in production.py.
+OUTBOX_DEPLOY_CHECKS_AT_STARTUP = env.bool("OUTBOX_DEPLOY_CHECKS_AT_STARTUP", default=False)
 
 # Invitations.
 INVITATION_EXPIRY_DAYS = env.int("INVITATION_EXPIRY_DAYS", default=7)
@@ -123,6 +135,8 @@ INVITATION_RESEND_MAX_PER_DAY = env.int("INVITATION_RESEND_MAX_PER_DAY", default
 INVITATION_SUPPORT_EMAIL = env("INVITATION_SUPPORT_EMAIL", default="")
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# "plain" for people, "json" (one object per line) for log collectors.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -132,9 +146,10 @@ LOGGING = {
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "outbox.log_format.JSONFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_secrets"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

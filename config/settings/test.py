@@ -8,6 +8,8 @@ SECRET_KEY = env("SECRET_KEY", default="test-only-secret-key-with-enough-length-
 ALLOWED_HOSTS = ["*"]
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# No collectstatic in tests: WhiteNoise looks files up per request instead of warning about STATIC_ROOT.
+WHITENOISE_AUTOREFRESH = True
 BASE_URL = env("BASE_URL", default="http://testserver").rstrip("/")
 # Fast in-process retries; tests that care set these themselves.
 OUTBOX_QUICK_RETRIES = env.int("OUTBOX_QUICK_RETRIES", default=2)
