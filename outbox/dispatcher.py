@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 from tenacity import (
@@ -166,6 +167,15 @@ class Dispatcher:
 
     def run(self) -> None:
         """Run the workers until stopped (or, with `once`, until nothing is due)."""
+        timeout = float(getattr(django_settings, "EMAIL_TIMEOUT", None) or 0)
+        if timeout and self.settings.lease_seconds < 3 * timeout:
+            # The lease is renewed before each try; one stalled try must fit in what is left of it.
+            logger.warning(
+                "outbox: OUTBOX_LEASE_SECONDS=%s is short for EMAIL_TIMEOUT=%s; set it to at least %s",
+                self.settings.lease_seconds,
+                timeout,
+                int(3 * timeout) + 1,
+            )
         if connection.vendor == "postgresql" and self.settings.listen and not self.options.once:
             self.waker.listen()
         if self.options.workers == 1:
@@ -210,6 +220,14 @@ class Dispatcher:
         return max(0.0, self._fault_until - time.monotonic())
 
 
+class _LeaseLost(Exception):
+    """Another claim took the row before our next try."""
+
+
+class _GiveBack(Exception):
+    """Stop came before the first try of a message: it goes back to pending untouched."""
+
+
 class Worker:
     """One sender: its own database connection (per thread) and SMTP session."""
 
@@ -220,6 +238,9 @@ class Worker:
         self.stop = dispatcher.stop
         self.settings = dispatcher.settings
         self.session = Session()
+        self._claim = ""
+        self._held: set[int] = set()
+        self._renewed = 0.0
 
     def run(self, *, own_connection: bool = True) -> None:
         db_backoff = 0.0
@@ -250,6 +271,8 @@ class Worker:
                 except ConfigurationFault as fault:
                     self.session.abort()
                     self.dispatcher.report_fault(fault.error)
+                    with contextlib.suppress(*DB_ERRORS):
+                        services.fail_overdue()  # rows held up by the fault still fail at their maximum age
                     continue
                 except Exception:
                     # A bug must not kill the dispatcher silently: log it, pause, go on.
@@ -271,26 +294,58 @@ class Worker:
         """Claim one batch and deliver it; return how many rows were claimed."""
         claim = f"{self.name}:{uuid.uuid4().hex[:12]}"
         lease = self.settings.lease_seconds
+        renewed = time.monotonic()  # read before the claim, so our idea of the expiry is never late
         emails = services.claim_due_emails(claim=claim, limit=self.dispatcher.options.batch_size, lease_seconds=lease)
         if not emails:
             return 0
-        held = {email.pk for email in emails}
-        renew_at = time.monotonic() + lease / 3
+        self._claim, self._held, self._renewed = claim, {email.pk for email in emails}, renewed
         try:
             for email in emails:
                 if self.stop.is_set():
                     break
-                if time.monotonic() >= renew_at:
-                    held = services.renew_lease(claim=claim, ids=held, lease_seconds=lease)
-                    renew_at = time.monotonic() + lease / 3
-                if email.pk not in held:
+                if not self._keep_lease(email):
                     continue
-                self.deliver(email, claim)
-                held.discard(email.pk)
+                try:
+                    self.deliver(email, claim)
+                except (*DB_ERRORS, ConfigurationFault):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+                    self._fail_alone(email, claim, exc)
+                self._held.discard(email.pk)
         finally:
+            held, self._held = self._held, set()
             if held:
                 _with_db_retries(lambda: services.release(claim=claim, ids=held), self.stop, lease)
         return len(emails)
+
+    def _keep_lease(self, email: OutboundEmail) -> bool:
+        """Extend the batch's lease once a third of it has gone; return whether `email` is still ours.
+
+        Called before every SMTP try, so a slow relay or long quick-retry waits never let the
+        lease run out under a message that is still being sent.
+        """
+        lease = self.settings.lease_seconds
+        if time.monotonic() - self._renewed >= lease / 3:
+            renewed = time.monotonic()
+            self._held = _with_db_retries(
+                lambda: services.renew_lease(claim=self._claim, ids=self._held, lease_seconds=lease), self.stop, lease
+            )
+            self._renewed = renewed
+        return email.pk in self._held
+
+    def _fail_alone(self, email: OutboundEmail, claim: str, exc: Exception) -> None:
+        """Fail one row that hit an unexpected error, with that error, so it cannot come back forever."""
+        logger.exception("outbox: unexpected error on email %s; failing it alone, the batch goes on", email.pk)
+        self.session.abort()
+        error = f"dispatcher error: {type(exc).__name__}: {exc}".replace("\x00", "")
+        try:
+            _with_db_retries(
+                lambda: services.mark_failed(email=email, claim=claim, attempts=[], error=error),
+                self.stop,
+                self.settings.lease_seconds,
+            )
+        except Exception:  # the row then comes back when its lease runs out
+            logger.exception("outbox: could not record the failure of email %s", email.pk)
 
     def deliver(self, email: OutboundEmail, claim: str) -> None:
         """Send one claimed email (with quick retries) and record the outcome."""
@@ -299,17 +354,21 @@ class Worker:
         try:
             message = build_message(email)
         except Exception as exc:  # noqa: BLE001 - a row that cannot be built fails alone
-            error = DeliveryError(Kind.PERMANENT, f"cannot build message: {type(exc).__name__}: {exc}")
+            error = DeliveryError(Kind.PERMANENT, f"cannot build message: {type(exc).__name__}: {exc}", tried=False)
             self._record(email, claim, attempts, error, started)
             return
 
         def attempt() -> dict[str, Any]:
+            if not self._keep_lease(email):
+                raise _LeaseLost
             self.dispatcher.rate_limiter.acquire()
+            if self.stop.is_set() and not attempts:
+                raise _GiveBack  # stopped while waiting for a send slot: nothing was tried
             at, try_started = timezone.now(), time.monotonic()
             try:
                 result = self.session.send(message)
             except DeliveryError as error:
-                if error.kind is not Kind.CONFIGURATION:
+                if error.tried and error.kind is not Kind.CONFIGURATION:
                     attempts.append(self._attempt(at, try_started, error))
                 if error.throttled:
                     self.dispatcher.rate_limiter.throttled()
@@ -317,8 +376,10 @@ class Worker:
             attempts.append(self._attempt(at, try_started, None, refused=result.refused))
             return result.refused
 
+        # Quick tries never take a row past OUTBOX_MAX_ATTEMPTS.
+        tries = max(1, min(self.settings.quick_retries, self.settings.max_attempts - email.attempts))
         retrying = Retrying(
-            stop=stop_after_attempt(max(1, self.settings.quick_retries)) | stop_when_event_set(self.stop),
+            stop=stop_after_attempt(tries) | stop_when_event_set(self.stop),
             wait=wait_exponential_jitter(
                 multiplier=self.settings.retry_wait_seconds, max=30, jitter=self.settings.retry_wait_seconds
             ),
@@ -328,6 +389,17 @@ class Worker:
         )
         try:
             refused = retrying(attempt)
+        except _GiveBack:
+            _with_db_retries(
+                lambda: services.release(claim=claim, ids=[email.pk]), self.stop, self.settings.lease_seconds
+            )
+            return
+        except _LeaseLost:
+            if attempts:  # the tries made go to the log; the row is left to its new owner
+                self._record(email, claim, attempts, DeliveryError(Kind.TRANSIENT, "lease lost"), started)
+            else:
+                logger.warning("outbox: lease lost on email %s before it was tried; left to its new owner", email.pk)
+            return
         except DeliveryError as error:
             if error.kind is Kind.CONFIGURATION:
                 if attempts:  # tries made before the fault still count

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 
@@ -155,12 +155,36 @@ def _record_attempts(email: OutboundEmail, attempts: Sequence[DeliveryAttempt]) 
     DeliveryAttempt.objects.bulk_create(attempts)
 
 
-def _lost_lease(email: OutboundEmail, claim: str, outcome: str) -> None:
+def _lost_lease(email: OutboundEmail, claim: str, outcome: str, attempts: Sequence[DeliveryAttempt]) -> None:
+    """Keep the tries in the log (they happened) but leave the row to whoever holds it now.
+
+    A retried write whose first commit did go through also lands here; the tries are then
+    already in the log, so they are not written twice.
+    """
+    first = attempts[0] if attempts else None
+    if (
+        first is not None
+        and not DeliveryAttempt.objects.filter(
+            email_id=email.pk, worker=first.worker, attempted_at=first.attempted_at
+        ).exists()
+    ):
+        _record_attempts(email, attempts)
     logger.warning(
         "outbox: lease lost on email %s before recording %s; another dispatcher owns it now, nothing overwritten",
         email.pk,
         outcome,
     )
+
+
+def _notify(signal: Any, email: OutboundEmail) -> None:
+    """Tell receivers in a savepoint: a failing receiver must not undo, or block, the record."""
+    try:
+        with transaction.atomic():
+            signal.send(sender=OutboundEmail, email=email)
+    except (OperationalError, InterfaceError):
+        raise  # the connection is gone: the whole record is retried
+    except Exception:
+        logger.exception("outbox: a receiver failed for email %s; the outcome is recorded anyway", email.pk)
 
 
 _RELEASED = dict(claimed_by="", lease_expires_at=None, updated_at=Now())
@@ -171,7 +195,6 @@ def mark_sent(
 ) -> bool:
     """Record that the server accepted the message; return False if the claim was lost."""
     with transaction.atomic():
-        _record_attempts(email, attempts)
         updated = _fenced(email, claim).update(
             status=Status.SENT,
             sent_at=Now(),
@@ -181,10 +204,11 @@ def mark_sent(
             **_RELEASED,
         )
         if not updated:
-            _lost_lease(email, claim, "sent")
+            _lost_lease(email, claim, "sent", attempts)
             return False
+        _record_attempts(email, attempts)
         email.refresh_from_db()
-        email_sent.send(sender=OutboundEmail, email=email)
+        _notify(email_sent, email)
     return True
 
 
@@ -197,15 +221,15 @@ def _refused_summary(refused: dict[str, Any]) -> str:
 def mark_failed(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryAttempt], error: str) -> bool:
     """Fail the row for good with the server's reply; return False if the claim was lost."""
     with transaction.atomic():
-        _record_attempts(email, attempts)
         updated = _fenced(email, claim).update(
             status=Status.FAILED, attempts=F("attempts") + len(attempts), last_error=error, **_RELEASED
         )
         if not updated:
-            _lost_lease(email, claim, "failed")
+            _lost_lease(email, claim, "failed", attempts)
             return False
+        _record_attempts(email, attempts)
         email.refresh_from_db()
-        email_failed.send(sender=OutboundEmail, email=email)
+        _notify(email_failed, email)
     return True
 
 
@@ -229,7 +253,6 @@ def mark_retry(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryA
     schedule = settings_.backoff_seconds or (60,)
     delay = schedule[min(email.reschedules, len(schedule) - 1)]
     with transaction.atomic():
-        _record_attempts(email, attempts)
         updated = _fenced(email, claim).update(
             status=Status.PENDING,
             attempts=F("attempts") + len(attempts),
@@ -238,9 +261,10 @@ def mark_retry(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryA
             last_error=error,
             **_RELEASED,
         )
-    if not updated:
-        _lost_lease(email, claim, "retry")
-        return ""
+        if not updated:
+            _lost_lease(email, claim, "retry", attempts)
+            return ""
+        _record_attempts(email, attempts)
     return Status.PENDING
 
 
@@ -282,7 +306,7 @@ def fail_overdue() -> int:
             if updated:
                 failed += 1
                 email.refresh_from_db()
-                email_failed.send(sender=OutboundEmail, email=email)
+                _notify(email_failed, email)
     if failed:
         logger.error("outbox: %s email(s) failed for being older than OUTBOX_MAX_AGE_SECONDS", failed)
     return failed

@@ -2,8 +2,13 @@
 
     with SMTPTestServer() as server:          # listens on a free loopback port
         server.mode = "451"                   # answer DATA with 451 (see MODES)
+        server.set_mode("drop", times=1)      # ... for the first DATA only, then accept
         ...
         server.messages                       # what was accepted, parsed
+
+    server.pause("accepted")                  # hold the next session at a point (see PAUSE_POINTS)
+    server.reached["accepted"].wait(10)       # ... until a client gets there
+    server.resume("accepted")
 
 aiosmtpd is a development dependency; production code never imports this module.
 """
@@ -37,6 +42,10 @@ MODES = {
     "stall": None,  # never answer DATA
 }
 
+#: Where `pause()` can hold a session: before answering a RCPT (the message is not sent yet), and
+#: after the message is stored but before the 250 reply (sent, but the client does not know yet).
+PAUSE_POINTS = ("rcpt", "accepted")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -67,9 +76,26 @@ class _Handler:
     server: SMTPTestServer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def take_fault(self, applies: bool) -> bool:
+        """Whether this command gets the fault: the mode applies here and `times` is not used up."""
+        with self.lock:
+            if not applies or (
+                self.server.fail_times is not None and self.server.faults_given >= self.server.fail_times
+            ):
+                return False
+            self.server.faults_given += 1
+            return True
+
+    async def checkpoint(self, point: str) -> None:
+        if point in self.server.pause_at:
+            self.server.reached[point].set()
+            while point in self.server.pause_at:
+                await asyncio.sleep(0.01)
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        await self.checkpoint("rcpt")
         if self.server.mode == "partial" and address.lower() in self.server.refuse:
             return MODES["partial"] or ""
         envelope.rcpt_tos.append(address)
@@ -78,10 +104,9 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
             self.server.data_commands += 1
-            faulty = self.server.fail_times is None or self.server.faults_given < self.server.fail_times
-            mode = self.server.mode if faulty else "accept"
-            if mode not in ("accept", "partial"):
-                self.server.faults_given += 1
+        mode = self.server.mode
+        if not self.take_fault(mode not in ("accept", "partial", "421-connect")):
+            mode = "accept"
         if self.server.delay:
             await asyncio.sleep(self.server.delay)
         if mode == "stall":
@@ -96,6 +121,7 @@ class _Handler:
         if mode not in ("accept", "partial", "421-connect"):
             return MODES[mode] or ""
         self._store(envelope)
+        await self.checkpoint("accepted")
         return "250 2.0.0 OK queued"
 
     def _store(self, envelope: Envelope) -> None:
@@ -113,7 +139,9 @@ class _Handler:
 class _FaultySMTP(SMTP):
     async def _handle_client(self) -> None:
         handler = self.event_handler
-        if handler.server.mode == "421-connect":
+        with handler.lock:
+            handler.server.connections += 1
+        if handler.take_fault(handler.server.mode == "421-connect"):
             await self.push(MODES["421-connect"] or "")
             assert self.transport is not None
             self.transport.close()
@@ -150,6 +178,9 @@ class SMTPTestServer:
         self.fail_times: int | None = None  # apply the mode to the first N DATA commands only
         self.faults_given = 0
         self.data_commands = 0
+        self.connections = 0
+        self.pause_at: set[str] = set()
+        self.reached = {point: threading.Event() for point in PAUSE_POINTS}
         self.delay = 0.0  # seconds before answering each DATA, like a remote relay
         self.stall_seconds = 60.0
         self.messages: list[ReceivedMessage] = []
@@ -176,6 +207,16 @@ class SMTPTestServer:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
         self.mode, self.fail_times, self.faults_given = mode, times, 0
+
+    def pause(self, point: str) -> None:
+        """Hold every session that reaches `point` until `resume(point)`; `reached[point]` tells when one did."""
+        if point not in PAUSE_POINTS:
+            raise ValueError(f"unknown pause point {point!r}; choose from {', '.join(PAUSE_POINTS)}")
+        self.reached[point].clear()
+        self.pause_at.add(point)
+
+    def resume(self, point: str) -> None:
+        self.pause_at.discard(point)
 
     def start(self) -> SMTPTestServer:
         self._controller.start()

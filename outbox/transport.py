@@ -44,6 +44,14 @@ class DeliveryError(Exception):
     code: int | None = None
     unknown: bool = False
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    tried: bool = True  # False when nothing reached the server (the message could not be built)
+
+    def __post_init__(self) -> None:
+        # PostgreSQL text and jsonb cannot hold NUL: a hostile reply must not make the outcome unrecordable.
+        self.reply = self.reply.replace("\x00", "")
+        self.refused = {
+            addr.replace("\x00", ""): (code, msg.replace("\x00", "")) for addr, (code, msg) in self.refused.items()
+        }
 
     def __str__(self) -> str:
         return f"{self.code} {self.reply}" if self.code else self.reply
@@ -52,6 +60,10 @@ class DeliveryError(Exception):
     def throttled(self) -> bool:
         """Whether the server asked us to slow down (Amazon SES answers 454 over quota)."""
         return self.code == 454
+
+
+class MessageBuildError(Exception):
+    """The message could not be turned into bytes and addresses; nothing was sent."""
 
 
 def _decode(reply: Any) -> str:
@@ -68,6 +80,9 @@ def classify(exc: BaseException, *, data_started: bool = False) -> DeliveryError
     """Map an exception raised while sending to a `DeliveryError`."""
     if isinstance(exc, DeliveryError):
         return exc
+    if isinstance(exc, MessageBuildError):
+        cause = exc.__cause__ or exc
+        return DeliveryError(Kind.PERMANENT, f"cannot build message: {type(cause).__name__}: {cause}", tried=False)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return DeliveryError(Kind.CONFIGURATION, f"authentication failed: {_decode(exc.smtp_error)}", exc.smtp_code)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -136,10 +151,13 @@ class SMTPEmailBackend(DjangoSMTPBackend):
         if not email_message.recipients():
             return False
         encoding = email_message.encoding or settings.DEFAULT_CHARSET
-        from_email = sanitize_address(email_message.from_email, encoding)
-        recipients = [sanitize_address(addr, encoding) for addr in email_message.recipients()]
-        message = email_message.message()
-        refused = self.connection.sendmail(from_email, recipients, message.as_bytes(linesep="\r\n"))
+        try:
+            from_email = sanitize_address(email_message.from_email, encoding)
+            recipients = [sanitize_address(addr, encoding) for addr in email_message.recipients()]
+            content = email_message.message().as_bytes(linesep="\r\n")
+        except Exception as exc:  # bad header, broken address: this message alone cannot be sent
+            raise MessageBuildError(str(exc)) from exc
+        refused = self.connection.sendmail(from_email, recipients, content)
         email_message.refused_recipients = {addr: (code, _decode(msg)) for addr, (code, msg) in refused.items()}
         return True
 
@@ -212,7 +230,7 @@ class Session:
             error = classify(exc, data_started=bool(getattr(smtp, "data_started", False)))
             if error.kind is not Kind.PERMANENT or isinstance(exc, smtplib.SMTPServerDisconnected):
                 self.abort()
-            elif smtp is not None:
+            elif smtp is not None and error.tried:
                 self._reset(smtp)
             raise error from exc
         if not sent:
