@@ -7,12 +7,26 @@ from django.core.exceptions import ValidationError
 from .models import ProviderInvitation, Role, User
 from .services import InvitationError, check_invitable, grantable_roles, normalize_invitation_email
 
+MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte-long password on every attempt is a cheap denial of service
+MAX_NAME_LENGTH = 150
+
+
+class InvitationEmailField(forms.CharField):
+    """An address checked by the same rules as every other input path (`normalize_invitation_email`)."""
+
+    def to_python(self, value: Any) -> str:
+        if value in self.empty_values:
+            raise ValidationError("Enter an email address.", code="required")
+        return normalize_invitation_email(value)
+
 
 class InvitationCreateForm(forms.ModelForm):
     """The admin's add form: an address and a role, checked before anything is written."""
 
-    email = forms.CharField(max_length=320, help_text="The provider's work email address.")
-    role = forms.ModelChoiceField(queryset=Role.objects.none())
+    email = InvitationEmailField(strip=False, help_text="The provider's work email address.")
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.none(), help_text="Only roles that may be granted by invitation."
+    )
 
     class Meta:
         model = ProviderInvitation
@@ -23,7 +37,7 @@ class InvitationCreateForm(forms.ModelForm):
         self.fields["role"].queryset = grantable_roles()
 
     def clean_email(self) -> str:
-        email = normalize_invitation_email(self.cleaned_data["email"])
+        email = self.cleaned_data["email"]
         try:
             check_invitable(email)
         except InvitationError as error:
@@ -31,19 +45,26 @@ class InvitationCreateForm(forms.ModelForm):
         return email
 
 
-class AcceptInvitationForm(forms.Form):
-    """The provider's sign-up form; the address and role come from the invitation."""
+def _refuse_control_characters(value: str, what: str) -> None:
+    if any(ord(ch) < 32 or ord(ch) == 127 or ch in "\u2028\u2029\u0085" for ch in value):
+        raise ValidationError(f"{what} cannot contain line breaks or other control characters.", code="invalid")
 
-    full_name = forms.CharField(max_length=150, label="Full name", strip=True)
+
+class AcceptInvitationForm(forms.Form):
+    """The provider's sign-up form; the address and role come from the invitation, never from here."""
+
+    full_name = forms.CharField(max_length=MAX_NAME_LENGTH, label="Full name", strip=True)
     password1 = forms.CharField(
         label="Password",
         strip=False,
+        max_length=MAX_PASSWORD_LENGTH,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
     password2 = forms.CharField(
         label="Confirm password",
         strip=False,
+        max_length=MAX_PASSWORD_LENGTH,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
@@ -53,8 +74,7 @@ class AcceptInvitationForm(forms.Form):
 
     def clean_full_name(self) -> str:
         name = self.cleaned_data["full_name"]
-        if any(ch in name for ch in "\r\n\x00"):
-            raise ValidationError("A name cannot contain line breaks.", code="invalid")
+        _refuse_control_characters(name, "A name")
         return name
 
     def clean(self) -> dict[str, Any]:
