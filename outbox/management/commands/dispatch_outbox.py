@@ -38,6 +38,12 @@ class Command(BaseCommand):
     # Production start-up refuses bad email configuration (see outbox/checks.py).
     requires_system_checks = "__all__"
 
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        # In production the deploy-tagged checks run too, as with `check --deploy`.
+        if settings.OUTBOX_DEPLOY_CHECKS_AT_STARTUP and not settings.DEBUG:
+            kwargs["include_deployment_checks"] = True
+        super().check(*args, **kwargs)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Drain what is due now, then exit.")
         parser.add_argument("--batch-size", type=positive_int, default=settings.OUTBOX_BATCH_SIZE)
