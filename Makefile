@@ -32,6 +32,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## bench: dispatch speed on PostgreSQL (DATABASE_URL; creates and drops its own database), see README "Performance"
+bench: $(VENV)/.dev
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
