@@ -6,4 +6,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and invitations"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401 - connects to the outbox's delivery signals
+        from . import log_filters, receivers  # noqa: F401 - receivers connect to the outbox's delivery signals
+
+        log_filters.install()
