@@ -1,6 +1,7 @@
 """Fixtures shared by every app's tests."""
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -12,8 +13,16 @@ IN_CI = bool(os.environ.get("CI"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip PostgreSQL-only tests without PostgreSQL, visibly; in CI that is an error instead."""
+    """Skip PostgreSQL-only tests without PostgreSQL and browser tests without Chromium, visibly; in CI, fail."""
     from django.conf import settings
+
+    if not shutil.which("chromium"):
+        reason = "needs Chromium for the browser tests: apt-get install chromium (never `playwright install`)"
+        for item in items:
+            if item.get_closest_marker("browser"):
+                if IN_CI:
+                    raise pytest.UsageError(f"CI=true but no chromium on PATH; {reason}")
+                item.add_marker(pytest.mark.skip(reason=reason))
 
     engine = settings.DATABASES["default"]["ENGINE"]
     if engine == "django.db.backends.postgresql":
