@@ -5,15 +5,22 @@ import re
 from typing import Any
 
 _ACCEPT_PATH = re.compile(r"(/invitations/accept/)[^/\s\"'?<>]+")
+# Django's password-reset link, /accounts/reset/<uidb64>/<token>/; its set-password step holds no token.
+_RESET_PATH = re.compile(r"(/accounts/reset/[^/\s\"'?<>]+/)(?!set-password/)[^/\s\"'?<>]+")
+_MARKERS = ("/invitations/accept/", "/accounts/reset/")
 _GUARDED_LOGGERS = ("django.request", "django.server")
 
 
 def redact(text: str) -> str:
-    return _ACCEPT_PATH.sub(r"\1[redacted]", text)
+    return _RESET_PATH.sub(r"\1[redacted]", _ACCEPT_PATH.sub(r"\1[redacted]", text))
+
+
+def _has_secret_path(text: str) -> bool:
+    return any(marker in text for marker in _MARKERS)
 
 
 class RedactInvitationTokens(logging.Filter):
-    """Replace the token in any `/invitations/accept/<token>/` path with `[redacted]`.
+    """Replace the token in any `/invitations/accept/<token>/` or password-reset path with `[redacted]`.
 
     Covers the message, its traceback, and the `request` Django passes as an extra (which a JSON
     formatter or an error-mail handler would otherwise print with its full path).
@@ -21,15 +28,15 @@ class RedactInvitationTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/invitations/accept/" in message:
+        if _has_secret_path(message):
             record.msg = redact(message)
             record.args = ()
         request: Any = getattr(record, "request", None)
-        if request is not None and "/invitations/accept/" in str(getattr(request, "path", "")):
+        if request is not None and _has_secret_path(str(getattr(request, "path", ""))):
             record.request = _RedactedRequest(request)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and "/invitations/accept/" in record.exc_text:
+        if record.exc_text and _has_secret_path(record.exc_text):
             record.exc_text = redact(record.exc_text)
         return True
 

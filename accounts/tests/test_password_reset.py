@@ -1,9 +1,12 @@
 """The provider's password reset: the email goes through the outbox, the link comes from BASE_URL."""
 
+import logging
+
 import pytest
 from django.core import mail
 from django.urls import reverse
 
+from accounts.log_filters import RedactInvitationTokens
 from accounts.models import User
 from accounts.password_reset import ResetSetPasswordForm
 from outbox.models import OutboundEmail
@@ -50,3 +53,25 @@ def test_set_password__validation_errors_belong_to_the_new_password_field(provid
     assert not form.is_valid()
     assert "too common" in " ".join(form.errors["new_password1"])
     assert "new_password2" not in form.errors
+
+
+def test_reset_link_token_is_redacted_from_access_log_lines():
+    token_path = "/accounts/reset/MQ/cxyz12-0123456789abcdef0123456789abcdef/"
+    record = logging.LogRecord(
+        "django.server", logging.INFO, __file__, 1, '"GET %s HTTP/1.1" 302 0', (token_path,), None
+    )
+
+    RedactInvitationTokens().filter(record)
+
+    assert record.getMessage() == '"GET /accounts/reset/MQ/[redacted]/ HTTP/1.1" 302 0'
+    follow_up = logging.LogRecord(
+        "django.server",
+        logging.INFO,
+        __file__,
+        1,
+        '"GET %s HTTP/1.1" 200 0',
+        ("/accounts/reset/MQ/set-password/",),
+        None,
+    )
+    RedactInvitationTokens().filter(follow_up)
+    assert "set-password" in follow_up.getMessage()
