@@ -53,9 +53,7 @@ def private_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
-        # Not "no-referrer": with it, browsers send `Origin: null` on the form's POST and CSRF refuses it.
-        # The token is never in a page's URL (the link redirects at once), so same-origin leaks nothing.
-        response["Referrer-Policy"] = "same-origin"
+        response.setdefault("Referrer-Policy", "no-referrer")
         response["X-Robots-Tag"] = "noindex, nofollow"
         return response
 
@@ -119,7 +117,12 @@ def accept(request: HttpRequest) -> HttpResponse:
             request.session.pop(key, None)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # cycles the session key
         return redirect("home")
-    return render(request, "accounts/accept.html", {"form": form, "invitation": invitation})
+    response = render(request, "accounts/accept.html", {"form": form, "invitation": invitation})
+    # The page holding the form is the one exception to "no-referrer": under that policy browsers send
+    # `Origin: null` with the form's POST (Fetch standard), which Django's CSRF origin check refuses.
+    # Its URL holds no token (the link redirected here), and same-origin sends no Referer elsewhere.
+    response["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def _refused(request: HttpRequest, code: str) -> HttpResponse:
