@@ -196,6 +196,11 @@ def assert_fits_phone_width(page: Page) -> None:
             assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], element.evaluate("e => e.outerHTML")
 
 
+def snap(page: Page, name: str) -> None:
+    """Save an intermediate view for a person to look at (the fixture saves each page's last one)."""
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
 def invite(role: Role, email: str = PROVIDER_EMAIL) -> tuple[ProviderInvitation, str]:
     invitation = invitation_create(email=email, role=role, invited_by=None)
     return invitation, invitation.token  # type: ignore[attr-defined]
@@ -211,6 +216,7 @@ def test_invitation__admin_invites_provider_signs_up_and_reused_link_shows_used_
     admin_page.goto("/admin/accounts/providerinvitation/add/")
     admin_page.locator("#id_email").fill(PROVIDER_EMAIL)
     admin_page.locator("#id_role").select_option(label="Provider")
+    snap(admin_page, "step-admin-add-invitation")
     admin_page.get_by_role("button", name="Save", exact=True).click()
     expect(admin_page.locator(".messagelist .success")).to_contain_text("was added successfully")
 
@@ -230,7 +236,7 @@ def test_invitation__admin_invites_provider_signs_up_and_reused_link_shows_used_
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Dr. Ada Provider")
     expect(page.get_by_test_id("role")).to_have_text("Provider")
     expect(page.locator(".site-header")).to_contain_text(PROVIDER_EMAIL)
-    page.screenshot(path=ARTIFACTS / "invitation-landing-page.png", full_page=True)
+    snap(page, "step-invitation-landing-page")
 
     response = page.goto(link)
     assert response is not None and response.status == 410
@@ -349,6 +355,7 @@ def test_password_reset__provider_signs_out_resets_by_email_and_signs_in_again(
     page.get_by_label("Email address").fill(PROVIDER_EMAIL)
     page.get_by_role("button", name="Send reset link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+    snap(page, "step-reset-check-your-email")
 
     message = wait_for_message(smtp_server, PROVIDER_EMAIL, dispatcher)
     link = link_in(message, "/accounts/reset/")
@@ -362,15 +369,24 @@ def test_password_reset__provider_signs_out_resets_by_email_and_signs_in_again(
     page.get_by_role("button", name="Change password").click()
     expect(page.locator("#id_new_password1 + ul.errorlist")).to_contain_text("too short")
     assert_fits_phone_width(page)
+    snap(page, "step-reset-new-password-errors")
     page.get_by_label("New password", exact=True).fill(new_password)
     page.get_by_label("Confirm new password").fill(new_password)
     page.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your password has been changed")
+    snap(page, "step-reset-complete")
 
     page.get_by_role("link", name="Sign in").click()
     sign_in(page, PROVIDER_EMAIL, PASSWORD)
     expect(page.locator(".notice")).to_contain_text("correct email address and password")
+    assert_fits_phone_width(page)
+    snap(page, "step-sign-in-error")
     sign_in(page, PROVIDER_EMAIL, new_password)
     expect(page).to_have_url(f"{base_url}/")
     expect(page.get_by_test_id("role")).to_have_text("Provider")
     expect(page.locator(".site-header")).to_contain_text(PROVIDER_EMAIL)
+
+    used_link = open_page("reused-reset-link")
+    used_link.goto(link)
+    expect(used_link.get_by_role("heading", level=1)).to_have_text("This reset link cannot be used")
+    expect(used_link.get_by_role("link", name="Ask for a new link")).to_be_visible()
