@@ -97,3 +97,26 @@ def test_accept_link__unknown_token_gets_a_clear_page(client):
     response = client.get(ACCEPT)
     assert response.status_code == 404
     assert b"not valid" in response.content
+
+
+def test_log_filter__is_on_djangos_request_and_access_loggers_whatever_logging_says():
+    import logging
+
+    from accounts.log_filters import RedactInvitationTokens
+
+    for name in ("django.request", "django.server"):
+        assert any(isinstance(f, RedactInvitationTokens) for f in logging.getLogger(name).filters), name
+
+
+def test_log_filter__redacts_the_path_in_the_message_and_in_the_request_extra(rf):
+    import logging
+
+    from accounts.log_filters import RedactInvitationTokens
+
+    token = "A" * 43
+    request = rf.get(f"/invitations/accept/{token}/")
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found: %s", (request.path,), None)
+    record.request = request
+    RedactInvitationTokens().filter(record)
+    assert token not in record.getMessage()
+    assert token not in repr(record.request) and token not in record.request.path
