@@ -127,9 +127,13 @@ def claim_due_emails(*, claim: str, limit: int, lease_seconds: int) -> list[Outb
             claimed += OutboundEmail.objects.filter(id__in=ids[: limit - claimed]).update(
                 status=Status.SENDING, claimed_by=claim, lease_expires_at=lease, updated_at=Now()
             )
-    if not claimed:
-        return []
-    return list(OutboundEmail.objects.filter(claimed_by=claim, status=Status.SENDING).order_by("next_attempt_at", "id"))
+        if not claimed:
+            return []
+        # Read back before commit: a connection lost here rolls the claim back instead of
+        # leaving rows held, unsent, until their lease runs out.
+        return list(
+            OutboundEmail.objects.filter(claimed_by=claim, status=Status.SENDING).order_by("next_attempt_at", "id")
+        )
 
 
 def renew_lease(*, claim: str, ids: Iterable[int], lease_seconds: int) -> set[int]:
