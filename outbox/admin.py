@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
@@ -24,6 +25,8 @@ from .models import DeliveryAttempt, OutboundEmail
 #: A link's scheme and host stay visible (they tell where it pointed); the rest may be a credential.
 _LINK = re.compile(r"""\b(https?://[^/\s"'<>]+)(/[^\s"'<>]*)""", re.IGNORECASE)
 MASK = "/[link hidden]"
+
+_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 #: The HTML preview may style itself and show inline images, and may load nothing and run nothing.
 PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; form-action 'none'"
@@ -145,8 +148,15 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        bare = term.strip("<>")
-        return queryset.filter(Q(message_id=f"<{bare}>") | Q(message_id=term) | Q(recipients__icontains=term)), False
+        # A Message-ID is unique and indexed: look it up alone, since an OR with the recipient
+        # scan below would make every search read the whole table.
+        by_message_id = queryset.filter(message_id__in={term, f"<{term.strip('<>')}>"})
+        if by_message_id.exists():
+            return by_message_id, False
+        if connection.vendor == "postgresql" and _ADDRESS.fullmatch(term):
+            # A whole address: JSON containment reads the table about twice as fast as a text match.
+            return queryset.filter(Q(recipients__contains=[term]) | Q(recipients__contains=[term.lower()])), False
+        return queryset.filter(recipients__icontains=term), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
