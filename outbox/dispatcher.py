@@ -243,19 +243,19 @@ class Worker:
         self._renewed = 0.0
 
     def run(self, *, own_connection: bool = True) -> None:
-        db_backoff = 0.0
+        db_backoff = error_backoff = 0.0
         try:
             while not self.stop.is_set():
-                if not connection.in_atomic_block:
-                    close_old_connections()  # honour CONN_MAX_AGE and health checks between batches
                 seen = self.dispatcher.waker.generation
                 try:
+                    if not connection.in_atomic_block:
+                        close_old_connections()  # honour CONN_MAX_AGE and health checks between batches
                     if self.dispatcher.fault is not None and self.dispatcher.fault_wait() > 0:
                         services.fail_overdue()
                         self.stop.wait(self.dispatcher.fault_wait())
                         continue
                     handled = self.run_batch()
-                    db_backoff = 0.0
+                    db_backoff = error_backoff = 0.0
                 except DB_ERRORS as exc:
                     db_backoff = min(max(db_backoff * 2, 0.5), 30.0)
                     logger.warning(
@@ -275,10 +275,13 @@ class Worker:
                         services.fail_overdue()  # rows held up by the fault still fail at their maximum age
                     continue
                 except Exception:
-                    # A bug must not kill the dispatcher silently: log it, pause, go on.
-                    logger.exception("outbox: unexpected error in worker %s", self.index)
+                    # A bug must not kill the dispatcher silently: log it, pause (longer each time), go on.
+                    error_backoff = min(max(error_backoff * 2, 1.0), 60.0)
+                    logger.exception(
+                        "outbox: unexpected error in worker %s; retrying in %.0fs", self.index, error_backoff
+                    )
                     self.session.abort()
-                    self.stop.wait(1.0)
+                    self.stop.wait(error_backoff)
                     continue
                 if not handled:
                     self.session.close()  # idle: do not hold an SMTP session open

@@ -1,6 +1,7 @@
 """Each fault the SMTP test server can inject, and what the dispatcher records for it."""
 
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,8 @@ from django.db.models.functions import Now
 from outbox.models import DeliveryAttempt, OutboundEmail
 from outbox.signals import email_sent
 from outbox.testing import SMTPTestServer
+
+from .processes import Dispatcher, enqueue_many, wait_until
 
 pytestmark = [
     pytest.mark.django_db,
@@ -308,3 +311,91 @@ def test_fault__nul_in_a_server_reply_is_still_recorded(smtp_server, make_email,
     email.refresh_from_db()
     assert email.status == Status.PENDING
     assert email.last_error == "451 4.3.0 badreply"
+
+
+def make_due(email) -> None:
+    OutboundEmail.objects.filter(pk=email.pk).update(next_attempt_at=Now())
+
+
+def test_retry__backoff_follows_the_schedule_then_fails_with_the_last_reply(
+    smtp_server, make_email, dispatch, settings
+):
+    settings.OUTBOX_QUICK_RETRIES = 1
+    settings.OUTBOX_BACKOFF_SECONDS = [60, 300]
+    settings.OUTBOX_MAX_ATTEMPTS = 4
+    smtp_server.set_mode("451")
+    email = make_email()
+
+    delays = []
+    for _ in range(3):
+        dispatch()
+        row = OutboundEmail.objects.get(pk=email.pk)
+        assert row.status == Status.PENDING
+        # Both times come from the database clock in one statement.
+        delays.append(int((row.next_attempt_at - row.updated_at).total_seconds()))
+        make_due(email)
+    dispatch()
+
+    assert delays == [60, 300, 300]  # the last delay repeats
+    email.refresh_from_db()
+    assert email.status == Status.FAILED
+    assert email.attempts == 4
+    assert email.last_error == "451 4.3.0 Temporary local problem, try again later (too many attempts)"
+    assert [outcome for outcome, _ in log_of(email)] == [Outcome.TRANSIENT] * 4
+
+
+def test_retry__quick_tries_never_pass_max_attempts(smtp_server, make_email, dispatch, settings):
+    settings.OUTBOX_QUICK_RETRIES = 5
+    settings.OUTBOX_MAX_ATTEMPTS = 2
+    smtp_server.set_mode("451")
+    email = make_email()
+
+    dispatch()
+
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == (Status.FAILED, 2)
+    assert smtp_server.data_commands == 2
+
+
+def test_retry__transient_fault_on_a_row_past_max_age_fails_it(smtp_server, make_email, dispatch, settings, one_try):
+    settings.OUTBOX_MAX_AGE_SECONDS = 3600
+    smtp_server.set_mode("452")
+    email = make_email()
+    OutboundEmail.objects.filter(pk=email.pk).update(queued_at=Now() - timedelta(hours=2))
+
+    dispatch()
+
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == (Status.FAILED, 1)
+    assert email.last_error == "452 4.3.1 Insufficient system storage (too old)"
+
+
+@pytest.mark.postgresql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_fault__535_as_a_process_once_exits_3_with_one_clear_error_and_running_it_backs_off(tmp_path):
+    message_ids = enqueue_many(3)
+    with SMTPTestServer(username="outbox", password="right-password") as server:
+        env = {"EMAIL_HOST_PASSWORD": "wrong-password"}
+        with Dispatcher(server, tmp_path, "--once", env=env) as once:
+            assert once.wait(60) == 3
+            once_output = once.output()
+        # Run until stopped: it backs off as a whole (5 s, then longer) instead of trying each row.
+        connections = server.connections
+        with Dispatcher(server, tmp_path, env=env) as running:
+            wait_until(lambda: "configuration fault" in running.output(), message="the fault to be reported")
+            time.sleep(3)
+            running.process.terminate()
+            # Stopped while the fault lasts: the exit status still reports it.
+            assert running.wait(30) == 3
+            running_output = running.output()
+        tries_while_running = server.connections - connections
+
+    for output in (once_output, running_output):
+        assert len([line for line in output.splitlines() if " ERROR outbox" in line]) == 1, output
+        assert "wrong-password" not in output
+    assert "CommandError: configuration fault" in once_output
+    rows = OutboundEmail.objects.filter(message_id__in=message_ids)
+    assert {(r.status, r.attempts) for r in rows} == {(Status.PENDING, 0)}
+    assert not DeliveryAttempt.objects.exists()
+    assert tries_while_running <= 2  # not one per row: the first fault pauses all sending

@@ -20,11 +20,19 @@ pytestmark = [pytest.mark.postgresql, pytest.mark.slow, pytest.mark.django_db(tr
 Status = OutboundEmail.Status
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_shutdown__signal_mid_batch_exits_0_and_gives_unsent_rows_back_untried(signum, smtp_server, tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "options"),
+    [
+        (signal.SIGTERM, ["--batch-size", "10"]),
+        (signal.SIGINT, ["--batch-size", "10"]),
+        (signal.SIGTERM, ["--batch-size", "4", "--workers", "2"]),
+    ],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-2-workers"],
+)
+def test_shutdown__signal_mid_batch_exits_0_and_gives_unsent_rows_back_untried(signum, options, smtp_server, tmp_path):
     message_ids = enqueue_many(10)
-    smtp_server.delay = 0.3  # a slow relay: the batch of 10 takes 3 s
-    with Dispatcher(smtp_server, tmp_path, "--batch-size", "10") as dispatcher:
+    smtp_server.delay = 0.3  # a slow relay: ten messages take 3 s
+    with Dispatcher(smtp_server, tmp_path, *options) as dispatcher:
         wait_until(lambda: len(smtp_server.messages) >= 2, message="two messages sent")
         dispatcher.process.send_signal(signum)
         assert dispatcher.wait(30) == 0, dispatcher.output()
