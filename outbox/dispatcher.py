@@ -284,7 +284,9 @@ class Worker:
                     self.stop.wait(error_backoff)
                     continue
                 if not handled:
-                    self.session.close()  # idle: do not hold an SMTP session open
+                    # Idle: keep the SMTP session through short gaps (a message committed soon after
+                    # goes out without a new connection), close it after a few idle seconds.
+                    self.session.close_if_idle()
                     if self.dispatcher.options.once:
                         break
                     self.dispatcher.waker.wait(seen)
@@ -406,7 +408,9 @@ class Worker:
         except DeliveryError as error:
             if error.kind is Kind.CONFIGURATION:
                 if attempts:  # tries made before the fault still count
-                    self._record(email, claim, attempts, DeliveryError(Kind.TRANSIENT, str(error), error.code), started)
+                    self._record(
+                        email, claim, attempts, DeliveryError(Kind.TRANSIENT, error.reply, error.code), started
+                    )
                 else:
                     _with_db_retries(
                         lambda: services.release(claim=claim, ids=[email.pk], error=str(error)),
