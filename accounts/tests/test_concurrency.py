@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from accounts.models import InvitationEvent, ProviderInvitation, Role, User
+from accounts.models import InvitationEvent, ProviderInvitation, User
 from accounts.services import invitation_create
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -44,8 +44,8 @@ def submit_together(token: str, count: int) -> list[int]:
     return statuses
 
 
-def test_same_link_posted_at_once__creates_exactly_one_account():
-    role = Role.objects.get(name="Provider")
+def test_same_link_posted_at_once__creates_exactly_one_account(provider_role):
+    role = provider_role
     for round_ in range(ROUNDS):
         email = f"provider{round_}@example.com"
         invitation = invitation_create(email=email, role=role, invited_by=None)

@@ -37,7 +37,7 @@ def no_resend_interval(settings):
 
 
 def invite(email="provider@example.com", *, role=None, by=None):
-    return invitation_create(email=email, role=role or Role.objects.get(name="Provider"), invited_by=by)
+    return invitation_create(email=email, role=role or Role.objects.get_or_create(name="Provider")[0], invited_by=by)
 
 
 def accept(invitation, **kwargs):
