@@ -101,12 +101,6 @@ def open_page(browser: Browser, base_url: str, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
-def provider_role(transactional_db) -> Role:
-    # A transactional test's flush empties the table the migration seeded.
-    return Role.objects.get_or_create(name="Provider")[0]
-
-
-@pytest.fixture
 def admin(transactional_db) -> User:
     return User.objects.create_superuser(ADMIN_EMAIL, ADMIN_PASSWORD)
 
