@@ -8,9 +8,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from accounts.models import ProviderInvitation, Role, User
 from accounts.services import invitation_create, invitation_revoke
 from outbox.testing import ReceivedMessage, SMTPTestServer
+from outbox.tests.processes import Dispatcher, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -105,54 +103,23 @@ def admin(transactional_db) -> User:
     return User.objects.create_superuser(ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
-def _test_database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
-def dispatcher(base_url: str, smtp_server: SMTPTestServer, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def dispatcher(base_url: str, smtp_server: SMTPTestServer, tmp_path: Path) -> Iterator[Dispatcher]:
     """`manage.py dispatch_outbox` in its own process, sending to the test SMTP server."""
-    env = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    env.update(
-        smtp_server.env,
-        DATABASE_URL=_test_database_url(),
-        DJANGO_SETTINGS_MODULE="config.settings.test",
-        BASE_URL=base_url,
-    )
-    log_path = tmp_path / "dispatcher.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "dispatch_outbox", "--poll-interval", "0.2"],
-            cwd=django_settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    # Stopped before the test database is flushed; its exit status is part of the contract.
-    assert process.returncode == 0, log_path.read_text()
+    with Dispatcher(smtp_server, tmp_path, name="browser-test-dispatcher", env={"BASE_URL": base_url}) as process:
+        yield process
+        # Stopped before the test database is flushed; SIGTERM ending in exit 0 is part of its contract.
+        process.process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.output()
 
 
-def wait_for_message(server: SMTPTestServer, to: str, dispatcher: subprocess.Popen[bytes]) -> ReceivedMessage:
+def wait_for_message(server: SMTPTestServer, to: str) -> ReceivedMessage:
     """Wait until the SMTP server holds a message for `to` (the dispatcher works on its own time)."""
-    deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        for message in server.messages:
-            if to in message.rcpt_tos:
-                return message
-        assert dispatcher.poll() is None, "the dispatcher exited before delivering"
-        time.sleep(0.1)
-    pytest.fail(f"no message for {to} within {DELIVERY_WAIT_SECONDS}s")
+    return wait_until(
+        lambda: next((message for message in server.messages if to in message.rcpt_tos), None),
+        timeout=DELIVERY_WAIT_SECONDS,
+        message=f"a message for {to}",
+    )
 
 
 def link_in(message: ReceivedMessage, path: str) -> str:
@@ -214,7 +181,7 @@ def test_invitation__admin_invites_provider_signs_up_and_reused_link_shows_used_
     admin_page.get_by_role("button", name="Save", exact=True).click()
     expect(admin_page.locator(".messagelist .success")).to_contain_text("was added successfully")
 
-    message = wait_for_message(smtp_server, PROVIDER_EMAIL, dispatcher)
+    message = wait_for_message(smtp_server, PROVIDER_EMAIL)
     link = link_in(message, "/invitations/accept/")
     assert link.startswith(f"{base_url}/invitations/accept/")
 
@@ -351,7 +318,7 @@ def test_password_reset__provider_signs_out_resets_by_email_and_signs_in_again(
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
     snap(page, "step-reset-check-your-email")
 
-    message = wait_for_message(smtp_server, PROVIDER_EMAIL, dispatcher)
+    message = wait_for_message(smtp_server, PROVIDER_EMAIL)
     link = link_in(message, "/accounts/reset/")
     assert link.startswith(f"{base_url}/accounts/reset/")
     page.goto(link)
