@@ -200,9 +200,13 @@ class SendResult:
 class Session:
     """One reusable connection to the email backend, opened lazily, dropped on faults."""
 
+    #: Keep an idle session this long, so a message that comes soon after goes out at once.
+    idle_seconds = 5.0
+
     def __init__(self) -> None:
         self.backend_class = import_string(backend_path())
         self.connection: Any = None
+        self.last_used = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -222,17 +226,24 @@ class Session:
     def send(self, message: EmailMultiAlternatives) -> SendResult:
         """Send one message over the session; raise `DeliveryError` if it was not accepted."""
         started = time.monotonic()
+        reused = self.connection is not None
         self.open()
         try:
             sent = self.connection.send_messages([message])
         except BaseException as exc:
             smtp = getattr(self.connection, "connection", None)
-            error = classify(exc, data_started=bool(getattr(smtp, "data_started", False)))
+            data_started = bool(getattr(smtp, "data_started", False))
+            if reused and not data_started and isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError):
+                # The server closed a session we kept open: not a try of this message; once more, afresh.
+                self.abort()
+                return self.send(message)
+            error = classify(exc, data_started=data_started)
             if error.kind is not Kind.PERMANENT or isinstance(exc, smtplib.SMTPServerDisconnected):
                 self.abort()
             elif smtp is not None and error.tried:
                 self._reset(smtp)
             raise error from exc
+        self.last_used = time.monotonic()
         if not sent:
             raise DeliveryError(Kind.PERMANENT, "message has no recipients")
         return SendResult(getattr(message, "refused_recipients", {}), int((time.monotonic() - started) * 1000))
@@ -252,6 +263,11 @@ class Session:
             connection.abort()
         else:
             connection.close()
+
+    def close_if_idle(self) -> None:
+        """Close the session once it has gone unused for `idle_seconds`."""
+        if self.connection is not None and time.monotonic() - self.last_used >= self.idle_seconds:
+            self.close()
 
     def close(self) -> None:
         """Close politely (QUIT) after a batch; never raise."""

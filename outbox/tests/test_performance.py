@@ -6,6 +6,7 @@ with generous bounds that only a broken mechanism can miss.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -215,3 +216,21 @@ def test_bench__quick_run_prints_the_table_and_writes_json(tmp_path):
     data = json.loads(output.read_text())
     assert {"raw", "drain", "latency", "enqueue", "claim", "memory", "verdicts"} <= data.keys()
     assert len(data["verdicts"]) == 8
+
+
+def test_session__reopens_a_kept_session_the_server_dropped_without_a_failed_try(smtp_server, make_email):
+    from outbox.transport import Session, build_message
+
+    first, second = make_email(to=["a@example.com"]), make_email(to=["b@example.com"])
+    session = Session()
+    session.send(build_message(first))
+    session.close_if_idle()  # just used: kept open
+    assert session.is_open
+    session.connection.connection.sock.shutdown(socket.SHUT_RDWR)  # the connection dies while idle
+
+    session.send(build_message(second))
+
+    assert smtp_server.message_ids() == [first.message_id, second.message_id]
+    session.idle_seconds = 0.0
+    session.close_if_idle()
+    assert not session.is_open
