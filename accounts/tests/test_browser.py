@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from accounts.models import ProviderInvitation, Role, User
 from accounts.services import invitation_create, invitation_revoke
@@ -29,8 +29,8 @@ pytestmark = [
 ]
 
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "browser"
-PHONE = {"width": 375, "height": 740}
-DESKTOP = {"width": 1280, "height": 800}
+PHONE = ViewportSize(width=375, height=740)
+DESKTOP = ViewportSize(width=1280, height=800)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
