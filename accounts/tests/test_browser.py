@@ -299,6 +299,26 @@ def test_accept__signed_in_admin_opening_a_providers_link_is_signed_out_and_sees
     admin_tab.close()
 
 
+def test_admin__revoke_action_says_what_it_did_and_the_link_then_shows_the_withdrawn_page(
+    open_page, admin, provider_role
+):
+    _, token = invite(provider_role)
+    admin_page = open_page("admin", phone=False, javascript=True)
+    sign_in_to_admin(admin_page)
+    admin_page.goto("/admin/accounts/providerinvitation/")
+    expect(admin_page.locator("#result_list tbody td.field-status")).to_have_text("Pending")
+
+    admin_page.locator("input[name=_selected_action]").check()
+    admin_page.locator("select[name=action]").select_option("revoke")
+    admin_page.get_by_role("button", name="Go").click()
+
+    expect(admin_page.locator(".messagelist .success")).to_contain_text("Revoked 1 invitation")
+    expect(admin_page.locator("#result_list tbody td.field-status")).to_have_text("Revoked")
+    page = open_page("provider")
+    page.goto(f"/invitations/accept/{token}/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This invitation has been withdrawn")
+
+
 @pytest.mark.slow
 def test_password_reset__provider_signs_out_resets_by_email_and_signs_in_again(
     open_page, base_url, smtp_server, dispatcher, provider_role
