@@ -58,7 +58,9 @@ def test_admin__filters_by_date(admin_client_, make_email):
     old = set_status(make_email(), Status.SENT, created_at=timezone.now() - timedelta(days=40))
     today = make_email()
 
-    response = admin_client_.get(CHANGELIST, {"created_at__gte": str(timezone.now().replace(hour=0, minute=0, second=0, microsecond=0))})
+    response = admin_client_.get(
+        CHANGELIST, {"created_at__gte": str(timezone.now().replace(hour=0, minute=0, second=0, microsecond=0))}
+    )
 
     assert listed_ids(response) == [today.pk]
     assert old.pk not in listed_ids(response)
@@ -199,3 +201,10 @@ def test_admin__rows_cannot_be_added_or_deleted(admin_client_, make_email):
         == 403
     )
     assert OutboundEmail.objects.filter(pk=email.pk).exists()
+
+
+def test_admin__searches_by_a_whole_address_whatever_its_case(admin_client_, make_email):
+    wanted = make_email(to=["dr.house@clinic.org"])
+    make_email(to=["dr.house@clinic.org.evil"])
+
+    assert listed_ids(admin_client_.get(CHANGELIST, {"q": "Dr.House@Clinic.org"})) == [wanted.pk]

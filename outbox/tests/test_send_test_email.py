@@ -80,3 +80,12 @@ def test_send_test_email__refuses_a_bad_address():
         call_command("send_test_email", "not an address")
 
     assert not OutboundEmail.objects.exists()
+
+
+def test_send_test_email__carries_the_extra_headers_from_settings(smtp_server, settings):
+    settings.OUTBOX_EXTRA_HEADERS = {"X-SES-CONFIGURATION-SET": "invitations"}
+
+    call_command("send_test_email", "ops@clinic.org", "--wait")
+
+    [received] = smtp_server.messages
+    assert received.message["X-SES-CONFIGURATION-SET"] == "invitations"
