@@ -86,33 +86,27 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     list_per_page = 50
     actions = ("requeue", "cancel")
     inlines = (DeliveryAttemptInline,)
+    _summary = ("status", "message_id", "from_email", "recipients", "subject", "headers", "dedupe_key")
+    _delivery = (
+        "attempts",
+        "reschedules",
+        "next_attempt_at",
+        "last_error",
+        "refused_recipients",
+        "claimed_by",
+        "lease_expires_at",
+        "created_at",
+        "queued_at",
+        "updated_at",
+        "sent_at",
+    )
+    _previews = ("text_preview", "html_preview")
     fieldsets = (
-        (None, {"fields": ("status", "message_id", "from_email", "recipients", "subject", "headers", "dedupe_key")}),
-        (
-            "Delivery",
-            {
-                "fields": (
-                    "attempts",
-                    "reschedules",
-                    "next_attempt_at",
-                    "last_error",
-                    "refused_recipients",
-                    "claimed_by",
-                    "lease_expires_at",
-                    "created_at",
-                    "queued_at",
-                    "updated_at",
-                    "sent_at",
-                )
-            },
-        ),
-        ("Content (links masked)", {"fields": ("text_preview", "html_preview")}),
+        (None, {"fields": _summary}),
+        ("Delivery", {"fields": _delivery}),
+        ("Content (links masked)", {"fields": _previews}),
     )
-    readonly_fields = (
-        *(name for fieldset in fieldsets[:2] for name in fieldset[1]["fields"]),
-        "text_preview",
-        "html_preview",
-    )
+    readonly_fields = _summary + _delivery + _previews
 
     @admin.display(description="recipients")
     def recipient_list(self, obj: OutboundEmail) -> str:

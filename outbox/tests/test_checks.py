@@ -69,7 +69,7 @@ def test_checks__non_delivering_backend_with_debug_off_is_e001(good, backend):
 
     assert message.id == "outbox.E001"
     assert message.is_serious()
-    assert "EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend" in message.hint
+    assert "EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend" in str(message.hint)
 
 
 def test_checks__non_delivering_backend_with_debug_on_is_quiet(good):
@@ -85,7 +85,7 @@ def test_checks__tls_and_ssl_both_on_is_e002(good):
     [message] = checks.check_email_transport()
 
     assert message.id == "outbox.E002"
-    assert "EMAIL_USE_TLS=true with port 587" in message.hint
+    assert "EMAIL_USE_TLS=true with port 587" in str(message.hint)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_checks__port_that_contradicts_the_tls_mode_is_e003(good, port, use_tls,
     [message] = checks.check_email_transport()
 
     assert message.id == "outbox.E003"
-    assert message.hint
+    assert str(message.hint)
 
 
 @pytest.mark.parametrize(("port", "use_tls", "use_ssl"), [(465, False, True), (2525, True, False), (25, True, False)])
@@ -121,7 +121,7 @@ def test_checks__neither_tls_nor_ssl_is_e005_at_deploy_only(good):
     assert checks.check_email_transport() == []
     [message] = checks.check_email_deployment()
     assert message.id == "outbox.E005"
-    assert "EMAIL_USE_TLS=true" in message.hint
+    assert "EMAIL_USE_TLS=true" in str(message.hint)
 
 
 @pytest.mark.parametrize("timeout", [None, 0])
@@ -131,7 +131,7 @@ def test_checks__no_timeout_is_e006(good, timeout):
     [message] = checks.check_email_transport()
 
     assert message.id == "outbox.E006"
-    assert "EMAIL_TIMEOUT" in message.hint
+    assert "EMAIL_TIMEOUT" in str(message.hint)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_checks__bad_extra_headers_are_e007(good, headers):
     [message] = checks.check_extra_headers()
 
     assert message.id == "outbox.E007"
-    assert "OUTBOX_EXTRA_HEADERS" in message.hint
+    assert "OUTBOX_EXTRA_HEADERS" in str(message.hint)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ def test_checks__base_url_not_https_is_e009(good, base_url):
     [message] = checks.check_email_deployment()
 
     assert message.id == "outbox.E009"
-    assert "https://" in message.hint
+    assert "https://" in str(message.hint)
 
 
 def test_checks__backend_that_cannot_be_imported_is_e010(good):
@@ -195,7 +195,7 @@ def test_checks__provider_without_baa_is_w002_until_accepted(good, host):
 
     [message] = checks.check_email_deployment()
     assert message.id == "outbox.W002"
-    assert "EMAIL_NO_BAA_ACCEPTED=true" in message.hint
+    assert "EMAIL_NO_BAA_ACCEPTED=true" in str(message.hint)
 
     good.EMAIL_NO_BAA_ACCEPTED = True
     assert checks.check_email_deployment() == []
