@@ -8,7 +8,8 @@ _ACCEPT_PATH = re.compile(r"(/invitations/accept/)[^/\s\"'?<>]+")
 # Django's password-reset link, /accounts/reset/<uidb64>/<token>/; its set-password step holds no token.
 _RESET_PATH = re.compile(r"(/accounts/reset/[^/\s\"'?<>]+/)(?!set-password/)[^/\s\"'?<>]+")
 _MARKERS = ("/invitations/accept/", "/accounts/reset/")
-_GUARDED_LOGGERS = ("django.request", "django.server")
+# Django loggers that write a request path: 4xx/5xx lines, runserver access lines, CSRF refusals.
+_GUARDED_LOGGERS = ("django.request", "django.server", "django.security.csrf")
 
 
 def redact(text: str) -> str:

@@ -104,7 +104,7 @@ def test_log_filter__is_on_djangos_request_and_access_loggers_whatever_logging_s
 
     from accounts.log_filters import RedactInvitationTokens
 
-    for name in ("django.request", "django.server"):
+    for name in ("django.request", "django.server", "django.security.csrf"):
         assert any(isinstance(f, RedactInvitationTokens) for f in logging.getLogger(name).filters), name
 
 
