@@ -75,10 +75,17 @@ class InvitationEditRefused(Exception):
 
 
 class ProviderInvitationQuerySet(models.QuerySet["ProviderInvitation"]):
+    """Bulk writes refuse accepted rows too; on PostgreSQL a trigger backs this up for raw SQL."""
+
     def delete(self) -> tuple[int, dict[str, int]]:
         if self.filter(status=ProviderInvitation.Status.ACCEPTED).exists():
             raise InvitationEditRefused("Accepted invitations are never deleted.")
         return super().delete()
+
+    def update(self, **kwargs: Any) -> int:
+        if self.filter(status=ProviderInvitation.Status.ACCEPTED).exists():
+            raise InvitationEditRefused("Accepted invitations are never edited.")
+        return super().update(**kwargs)
 
 
 class ProviderInvitation(models.Model):

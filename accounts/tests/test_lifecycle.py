@@ -410,3 +410,33 @@ def test_services__refuse_a_staff_user_without_the_add_invitation_permission(pro
         assert refused.value.code == "permission_denied"
     assert ProviderInvitation.objects.count() == 1
     assert OutboundEmail.objects.count() == 1
+
+
+def test_accepted_invitation__bulk_update_is_refused(provider_role):
+    invitation = invite()
+    accept(invitation)
+    with pytest.raises(InvitationEditRefused):
+        ProviderInvitation.objects.filter(pk=invitation.pk).update(email="someone.else@example.com")
+
+
+@pytest.mark.postgresql
+def test_accepted_invitation__the_database_refuses_raw_edits_and_deletes(provider_role):
+    """A trigger backs the model's refusal for writes that bypass the ORM."""
+    from django.db import connection
+
+    invitation = invite()
+    user = accept(invitation)
+    for sql in (
+        "UPDATE accounts_providerinvitation SET email = 'x@example.com' WHERE id = %s",
+        "UPDATE accounts_providerinvitation SET status = 'revoked' WHERE id = %s",
+        "DELETE FROM accounts_providerinvitation WHERE id = %s",
+    ):
+        with (
+            pytest.raises(IntegrityError, match="accepted invitation"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [invitation.pk])
+    user.delete()  # the database's own SET NULL is the one change allowed
+    invitation.refresh_from_db()
+    assert invitation.accepted_user is None and invitation.status == Status.ACCEPTED
