@@ -110,12 +110,13 @@ def enqueue_many(count: int, *, prefix: str = "p") -> list[str]:
         ]
 
 
-def other_backends() -> list[tuple[int, str, str | None]]:
-    """(pid, application_name, wait_event_type) of every other session on the test database."""
+def backends(application_name: str) -> list[tuple[int, str | None]]:
+    """(pid, wait_event_type) of each session that dispatchers named `application_name` hold open."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid, application_name, wait_event_type FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT pid, wait_event_type FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()",
+            [application_name],
         )
         return list(cursor.fetchall())
 

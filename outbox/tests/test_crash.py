@@ -8,13 +8,14 @@ from django.db.models.functions import Now
 
 from outbox.models import OutboundEmail
 
-from .processes import Dispatcher, enqueue_many, other_backends, wait_until
+from .processes import Dispatcher, backends, enqueue_many, wait_until
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 Status = OutboundEmail.Status
 ROWS = 40
 ENV = {"OUTBOX_LEASE_SECONDS": "3", "EMAIL_TIMEOUT": "1"}
+NAME = "outbox-crash"
 
 
 def test_crash__sigkill_at_each_point_loses_nothing_and_duplicates_at_most_the_kills(smtp_server, tmp_path):
@@ -22,7 +23,7 @@ def test_crash__sigkill_at_each_point_loses_nothing_and_duplicates_at_most_the_k
     kills = 0
 
     def start() -> Dispatcher:
-        return Dispatcher(smtp_server, tmp_path, "--batch-size", "5", env=ENV)
+        return Dispatcher(smtp_server, tmp_path, "--batch-size", "5", name=NAME, env=ENV)
 
     # 1. Before send: rows claimed, the SMTP session is at RCPT, no message has gone out.
     smtp_server.pause("rcpt")
@@ -51,7 +52,7 @@ def test_crash__sigkill_at_each_point_loses_nothing_and_duplicates_at_most_the_k
             OutboundEmail.objects.select_for_update().get(message_id=in_flight)
             smtp_server.resume("accepted")
             wait_until(
-                lambda: any(wait == "Lock" for _, _, wait in other_backends()),
+                lambda: any(wait == "Lock" for _, wait in backends(NAME)),
                 message="the dispatcher to block on recording the outcome",
             )
             dispatcher.kill()
@@ -68,12 +69,12 @@ def test_crash__sigkill_at_each_point_loses_nothing_and_duplicates_at_most_the_k
     smtp_server.delay = 0.0
 
     # The killed processes' database sessions end, and their leases run out; then a fresh dispatcher drains.
-    wait_until(lambda: not other_backends(), message="the killed dispatchers' sessions to end")
+    wait_until(lambda: not backends(NAME), message="the killed dispatchers' sessions to end")
     wait_until(
         lambda: not OutboundEmail.objects.filter(status=Status.SENDING, lease_expires_at__gt=Now()).exists(),
         message="the leases to run out",
     )
-    with Dispatcher(smtp_server, tmp_path, "--once", env=ENV) as final:
+    with Dispatcher(smtp_server, tmp_path, "--once", name=NAME, env=ENV) as final:
         assert final.wait(60) == 0, final.output()
 
     counts = Counter(smtp_server.message_ids())
