@@ -14,13 +14,13 @@ from .services import InvitationError, invitation_create, invitation_resend, inv
 
 
 class UserCreationForm(AdminUserCreationForm):
-    class Meta(AdminUserCreationForm.Meta):
+    class Meta(AdminUserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("email",)
 
 
 class UserEditForm(UserChangeForm):
-    class Meta(UserChangeForm.Meta):
+    class Meta(UserChangeForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = "__all__"
 
@@ -127,7 +127,7 @@ class ProviderInvitationAdmin(admin.ModelAdmin):
         if change:
             return  # invitations are changed through their actions only
         try:
-            created = invitation_create(email=obj.email, role=obj.role, invited_by=request.user)
+            created = invitation_create(email=obj.email, role=obj.role, invited_by=request.user)  # type: ignore[arg-type]
         except InvitationError as error:  # lost a race with another inviter since the form was checked
             self.message_user(request, error.message, messages.ERROR)
             obj.pk = None

@@ -34,7 +34,7 @@ class InvitationCreateForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].queryset = grantable_roles()
+        self.fields["role"].queryset = grantable_roles()  # type: ignore[attr-defined]
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"]

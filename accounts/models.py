@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -55,7 +55,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique")]
@@ -118,6 +118,8 @@ class ProviderInvitation(models.Model):
     email_error = models.TextField(blank=True, help_text="Why the latest email could not be delivered.")
     send_count = models.PositiveIntegerField(default=0, help_text="Emails requested for this invitation.")
     last_sent_requested_at = models.DateTimeField(null=True, blank=True)
+    # Not a field: the raw token, set on the instance that invitation_create/resend return (never stored).
+    token: str
 
     objects = ProviderInvitationQuerySet.as_manager()
 
@@ -154,7 +156,7 @@ class ProviderInvitation(models.Model):
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> "ProviderInvitation":
         instance = super().from_db(db, field_names, values)
-        instance._loaded_status = instance.__dict__.get("status")
+        instance._loaded_status = instance.__dict__.get("status")  # type: ignore[assignment]
         return instance
 
     @property

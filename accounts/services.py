@@ -242,7 +242,10 @@ def invitation_create(*, email: str, role: Role, invited_by: AbstractBaseUser | 
     with transaction.atomic():
         check_invitable(email)
         invitation = ProviderInvitation(
-            email=email, role=role, invited_by=invited_by, invited_by_email=_actor_label(invited_by)
+            email=email,
+            role=role,
+            invited_by=invited_by,  # type: ignore[misc]
+            invited_by_email=_actor_label(invited_by),
         )
         token = _issue_token(invitation)
         try:

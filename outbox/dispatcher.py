@@ -389,7 +389,7 @@ class Worker:
                 multiplier=self.settings.retry_wait_seconds, max=30, jitter=self.settings.retry_wait_seconds
             ),
             retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryError) and exc.kind is Kind.TRANSIENT),
-            sleep=self.stop.wait,
+            sleep=self.stop.wait,  # type: ignore[arg-type]  # its bool result is ignored
             reraise=True,
         )
         try:
@@ -505,16 +505,16 @@ def _with_db_retries(fn: Any, stop: threading.Event, lease_seconds: int) -> Any:
 
     Gives up after half a lease: the row then comes back to another dispatcher.
     """
+
+    def before_sleep(state: Any) -> None:
+        logger.warning("outbox: database write failed (%s); reconnecting", type(state.outcome.exception()).__name__)
+        _drop_db_connection()
+
     retrying = Retrying(
         retry=retry_if_exception_type(DB_ERRORS),
         wait=wait_exponential(multiplier=0.2, max=10),
         stop=stop_after_delay(max(lease_seconds / 2, 1)),
-        before_sleep=lambda state: (
-            logger.warning(
-                "outbox: database write failed (%s); reconnecting", type(state.outcome.exception()).__name__
-            ),
-            _drop_db_connection(),
-        ),
+        before_sleep=before_sleep,
         reraise=True,
     )
     return retrying(fn)

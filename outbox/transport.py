@@ -142,6 +142,8 @@ class SMTPEmailBackend(DjangoSMTPBackend):
     message as `refused_recipients`, and tracks whether DATA started.
     """
 
+    connection: Any  # a _TrackingSMTP or _TrackingSMTPSSL while open
+
     @property
     def connection_class(self) -> type[smtplib.SMTP]:
         return _TrackingSMTPSSL if self.use_ssl else _TrackingSMTP

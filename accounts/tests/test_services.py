@@ -32,7 +32,7 @@ def test_invitation_email__one_message_with_the_link_in_both_parts(provider_role
     assert message.to == ["provider@example.com"]
     link = f"{settings.BASE_URL}/invitations/accept/{invitation.token}/"
     assert link in message.body
-    assert link in message.alternatives[0][0]
+    assert link in message.alternatives[0][0]  # type: ignore[attr-defined]
     assert "7 days" in message.body
     invitation.refresh_from_db()
     assert invitation.email_sent is True
@@ -50,7 +50,7 @@ def test_resend_invitation__new_link_and_the_old_one_stops_working(provider_role
 
     assert len(mail.outbox) == 2
     assert resent.token != first_token
-    assert resent.token in mail.outbox[1].body
+    assert resent.token in mail.outbox[1].body  # type: ignore[attr-defined]
     assert first_token not in mail.outbox[1].body
     with pytest.raises(InvalidInvitationLink):
         invitation_for_token(first_token)

@@ -116,7 +116,7 @@ def test_log_filter__redacts_the_path_in_the_message_and_in_the_request_extra(rf
     token = "A" * 43
     request = rf.get(f"/invitations/accept/{token}/")
     record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found: %s", (request.path,), None)
-    record.request = request
+    record.request = request  # type: ignore[attr-defined]
     RedactInvitationTokens().filter(record)
     assert token not in record.getMessage()
-    assert token not in repr(record.request) and token not in record.request.path
+    assert token not in repr(record.request) and token not in record.request.path  # type: ignore[attr-defined]

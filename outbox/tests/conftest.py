@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from django.core.management import call_command
 from django.db import transaction
@@ -10,7 +12,12 @@ def make_email(db):
     """Queue an email the way the application does, inside a transaction."""
 
     def make(**overrides):
-        fields = {"to": ["doctor@example.com"], "subject": "Hello", "body": "Text body", "html_body": "<p>HTML</p>"}
+        fields: dict[str, Any] = {
+            "to": ["doctor@example.com"],
+            "subject": "Hello",
+            "body": "Text body",
+            "html_body": "<p>HTML</p>",
+        }
         fields.update(overrides)
         with transaction.atomic():
             return enqueue_email(**fields)

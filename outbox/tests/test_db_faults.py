@@ -32,7 +32,7 @@ def test_db_fault__terminated_connections_mid_drain_the_dispatcher_reconnects_an
     env = {"OUTBOX_LEASE_SECONDS": "3", "EMAIL_TIMEOUT": "1"}
     with Dispatcher(smtp_server, tmp_path, "--batch-size", "20", name=NAME, env=env) as dispatcher:
         for threshold in (40, 120, 200):
-            wait_until(lambda t=threshold: len(smtp_server.messages) >= t, message=f"{threshold} messages")
+            wait_until(lambda t=threshold: len(smtp_server.messages) >= t, message=f"{threshold} messages")  # type: ignore[misc]
             wait_until(cut_a_worker_session, message="a worker's database session to cut")
             terminations += 1
         wait_until(
