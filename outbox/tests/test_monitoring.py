@@ -137,3 +137,21 @@ def test_healthz__database_unreachable_answers_503(client):
 
     assert response.status_code == 503
     assert response.json() == {"status": "unhealthy", "database": "unreachable"}
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_outbox_status__database_unreachable_exits_1_with_a_message():
+    connection = connections["default"]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
+    try:
+        with pytest.raises(CommandError, match="database unreachable") as excinfo:
+            call_command("outbox_status", "--json")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+    assert excinfo.value.returncode == 1

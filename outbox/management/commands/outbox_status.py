@@ -2,9 +2,11 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from outbox.monitoring import backlog
 
+EXIT_DATABASE = 1
 EXIT_STALE = 2
 
 
@@ -33,7 +35,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        status = backlog()
+        try:
+            status = backlog()
+        except DatabaseError as exc:
+            raise CommandError(f"database unreachable ({type(exc).__name__})", returncode=EXIT_DATABASE) from None
         if options["json"]:
             self.stdout.write(json.dumps(status, sort_keys=True))
         else:
