@@ -16,6 +16,7 @@ import unicodedata
 from datetime import timedelta
 from typing import Any
 
+import idna
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -110,8 +111,10 @@ def normalize_invitation_email(value: Any) -> str:
     if domain.startswith("[") or "." not in domain.strip("."):
         raise ValidationError("Enter an address at a full domain name, like name@example.com.", code="invalid")
     try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        # IDNA 2008 with UTS #46 mapping, as browsers and current mail systems use: straße.de stays
+        # xn--strae-oqa.de (Python's built-in codec, IDNA 2003, would send to strasse.de instead).
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise ValidationError("Enter a valid email address, like name@example.com.", code="invalid") from None
     email = f"{local}@{domain}".lower()
     if len(email) > MAX_EMAIL_LENGTH:

@@ -213,6 +213,8 @@ def _good():
         ("Dr.Ada@Bücher.Example", "dr.ada@xn--bcher-kva.example"),
         ("ada@münchen.de", "ada@xn--mnchen-3ya.de"),
         ("ada@例え.jp", "ada@xn--r8jz45g.jp"),
+        ("ada@straße.de", "ada@xn--strae-oqa.de"),  # IDNA 2008: not strasse.de, someone else's domain
+        ("ada@BÜCHER.de", "ada@xn--bcher-kva.de"),  # upper case mapped (UTS #46) before encoding
         ("  ADA+clinic@Example.ORG  ", "ada+clinic@example.org"),
         ("o'brien@example.ie", "o'brien@example.ie"),
     ],
