@@ -29,7 +29,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("address", help="Where to send the test email.")
-        parser.add_argument("--wait", action="store_true", help="Dispatch it now and report the outcome.")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="Dispatch now (one `dispatch_outbox --once` pass, which also sends whatever else is due) "
+            "and report the outcome.",
+        )
         parser.add_argument(
             "--timeout", type=float, default=60.0, help="With --wait, give up after this many seconds (default 60)."
         )
