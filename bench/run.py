@@ -67,7 +67,7 @@ FULL = Scale(
     delay_ms=20,
     latency_samples=200,
     enqueue_samples=300,
-    claim_samples=40,
+    claim_samples=100,
     finished_rows=1_000_000,
     memory_rows=(2000, 20000),
     memory_workers=4,
@@ -483,6 +483,7 @@ def section_claim(scale: Scale, invitations: Invitations) -> dict[str, Any]:
             insert_copies(template_id, finished, status="sent")
             log(f"claim   inserted {finished} finished rows in {time.perf_counter() - started:.1f}s")
         vacuum_analyze()
+        sql("CHECKPOINT")  # so that writing out the bulk insert does not overlap the timings
         timings = []
         for rep in range(scale.claim_samples + 3):
             insert_copies(template_id, batch, status="pending")
@@ -495,10 +496,34 @@ def section_claim(scale: Scale, invitations: Invitations) -> dict[str, Any]:
             if rep >= 3:
                 timings.append(elapsed)
         result[f"{finished}_ms"] = statistics.median(timings) * 1000
+        result[f"{finished}_plans"] = claim_plans(template_id, batch)
         log(f"claim   {finished:>8} finished rows: {result[f'{finished}_ms']:.2f}ms per batch of {batch}")
     result["finished_rows"] = scale.finished_rows
     result["ratio"] = result[f"{scale.finished_rows}_ms"] / result["0_ms"]
     return result
+
+
+def claim_plans(template_id: int, batch: int) -> list[str]:
+    """EXPLAIN ANALYZE each statement of one claim (rolled back), to show which indexes it uses."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from outbox import services
+
+    insert_copies(template_id, batch, status="pending")
+    with CaptureQueriesContext(connection) as queries:
+        services.claim_due_emails(claim="bench-explain", limit=batch, lease_seconds=300)
+    sql("DELETE FROM outbox_outboundemail WHERE status = 'sending'")
+    insert_copies(template_id, batch, status="pending")
+    plans = []
+    with transaction.atomic():
+        for query in queries.captured_queries:
+            if query["sql"].lstrip().upper().startswith(("SELECT", "UPDATE", "WITH")):
+                rows = sql(f"EXPLAIN (ANALYZE, COSTS OFF) {query['sql']}")
+                plans.append("\n".join(row[0] for row in rows))
+        transaction.set_rollback(True)
+    sql("DELETE FROM outbox_outboundemail WHERE status IN ('pending', 'sending')")
+    return plans
 
 
 def section_memory(sink: Any, scale: Scale, invitations: Invitations, env: dict[str, str]) -> dict[str, Any]:
@@ -663,6 +688,7 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
 
     started = time.perf_counter()
+    load_before = os.getloadavg()
     recreate_database(admin_url, args.db_name)
     try:
         setup_django(bench_url)
@@ -709,13 +735,21 @@ def main(argv: list[str]) -> int:
         table=text,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - started, 1),
-        machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        machine={
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
     )
     output = args.output or RESULTS / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=str))
     print(text)
-    print(f"\n{'quick' if args.quick else 'full'} run in {results['duration_s']:.0f}s; JSON: {output}")
+    print(
+        f"\n{'quick' if args.quick else 'full'} run in {results['duration_s']:.0f}s on {os.cpu_count()} CPUs "
+        f"(load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after); JSON: {output}"
+    )
     return 0
 
 
