@@ -115,7 +115,7 @@ class ProviderInvitationAdmin(admin.ModelAdmin):
     def invited_by_label(self, obj: ProviderInvitation) -> str:
         return str(obj.invited_by) if obj.invited_by else (obj.invited_by_email or "-")
 
-    @admin.display(description="email")
+    @admin.display(description="email status")
     def email_status(self, obj: ProviderInvitation) -> str:
         if obj.email_error:
             return f"FAILED: {obj.email_error[:300]}"

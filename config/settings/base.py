@@ -1,5 +1,6 @@
 """Settings shared by every environment, read from the process environment or `.env`."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -7,8 +8,10 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-# Values already in the process environment win over the file.
-if (BASE_DIR / ".env").is_file():
+# Values already in the process environment win over the file. Tests never read `.env`, so a
+# developer's file (set up for the Compose stack's mailpit, say) cannot redirect test email.
+_TESTING = os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith(".test")
+if (BASE_DIR / ".env").is_file() and not _TESTING:
     environ.Env.read_env(BASE_DIR / ".env")
 
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-development-only-key-do-not-deploy")
