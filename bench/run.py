@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 SECTIONS = "raw,drain,latency,enqueue,claim,memory"
+DISPATCHER_LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 
 
 @dataclass
@@ -155,6 +156,8 @@ def child_env(database_url: str, extra: dict[str, str] | None = None) -> dict[st
         "DJANGO_SETTINGS_MODULE": "config.settings.development",
         "DEBUG": "false",
         "PYTHONUNBUFFERED": "1",
+        # The dispatcher logs as in production (a line per message), whatever this process uses.
+        "LOG_LEVEL": DISPATCHER_LOG_LEVEL,
     }
     env.update(extra or {})
     return env
