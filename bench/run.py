@@ -75,16 +75,16 @@ FULL = Scale(
 )
 QUICK = Scale(
     raw_messages=100,
-    raw_ks=(1, 4),
+    raw_ks=(1, 2),
     drain_n=60,
-    drain_ks=(1, 4),
-    drain_delayed_ks=(4,),
+    drain_ks=(2,),
+    drain_delayed_ks=(2,),
     delay_ms=20,
     latency_samples=5,
     enqueue_samples=10,
     claim_samples=3,
     finished_rows=2000,
-    memory_rows=(50, 500),
+    memory_rows=(50, 200),
     memory_workers=2,
 )
 
