@@ -113,8 +113,8 @@ def test_listen__off_still_delivers_by_polling(smtp_server):
     assert email.status == Status.SENT
 
 
-def test_rate_limit__caps_messages_per_second_across_workers(smtp_server, settings):
-    """N sends at R per second need at least (N - 1) / R seconds, however many workers share them."""
+def test_rate_limit__caps_messages_per_second_of_a_dispatcher(smtp_server, settings):
+    """N sends at R per second need at least (N - 1) / R seconds."""
     settings.OUTBOX_RATE_LIMIT = 20.0
     emails = [_enqueue(to=f"p{i}@example.com") for i in range(11)]
     from django.core.management import call_command
