@@ -87,6 +87,15 @@ class ProviderInvitationQuerySet(models.QuerySet["ProviderInvitation"]):
             raise InvitationEditRefused("Accepted invitations are never edited.")
         return super().update(**kwargs)
 
+    def update_unaccepted(self, **kwargs: Any) -> int:
+        """Update the rows that are not accepted and leave accepted ones as they are, in one statement.
+
+        `update()` above looks for accepted rows first (one more query) to refuse them; here the
+        WHERE clause leaves them out, so there is nothing to look for.
+        """
+        unaccepted = self.exclude(status=ProviderInvitation.Status.ACCEPTED)
+        return super(ProviderInvitationQuerySet, unaccepted).update(**kwargs)
+
 
 class ProviderInvitation(models.Model):
     """An invitation to create an account with a role; the token itself is never stored."""

@@ -22,7 +22,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -479,22 +479,27 @@ def _retire_others(accepted: ProviderInvitation, user: User) -> None:
 def invitation_record_email_outcome(*, email: OutboundEmail, sent: bool) -> None:
     """Note the outbox's final word on an invitation email: audit it, and show a failure in the list.
 
-    Runs inside the outbox's recording transaction. Only the invitation's latest email updates
+    Runs inside the outbox's recording transaction, once per message, so it costs two statements
+    (an UPDATE and the audit INSERT) whenever it can. Only the invitation's latest email updates
     its delivery fields (an earlier one was superseded by a resend), and an accepted invitation's
     fields stay as they were.
     """
-    invitation = ProviderInvitation.objects.filter(pk=email.related_object_id).first()
-    if invitation is None:
-        return
     if sent:
-        _record(invitation, Action.EMAIL_SENT, detail=f"outbound email #{email.pk}")
+        changes: dict[str, Any] = dict(
+            email_sent=True, email_sent_at=email.sent_at, email_failed_at=None, email_error=""
+        )
+        action, detail = Action.EMAIL_SENT, f"outbound email #{email.pk}"
     else:
-        _record(invitation, Action.EMAIL_FAILED, detail=f"outbound email #{email.pk}: {email.last_error}")
-    latest = emails_for(invitation).order_by("-pk").values_list("pk", flat=True).first()
-    if latest != email.pk:
-        return
-    live = ProviderInvitation.objects.filter(pk=invitation.pk).exclude(status=Status.ACCEPTED)
-    if sent:
-        live.update(email_sent=True, email_sent_at=email.sent_at, email_failed_at=None, email_error="")
-    else:
-        live.update(email_sent=False, email_failed_at=timezone.now(), email_error=email.last_error or "failed")
+        changes = dict(email_sent=False, email_failed_at=timezone.now(), email_error=email.last_error or "failed")
+        action, detail = Action.EMAIL_FAILED, f"outbound email #{email.pk}: {email.last_error}"
+    invitation = ProviderInvitation.objects.filter(pk=email.related_object_id)
+    # The latest email is the one with no later email queued for the same invitation.
+    later_email = OutboundEmail.objects.filter(
+        related_content_type_id=email.related_content_type_id,
+        related_object_id=email.related_object_id,
+        pk__gt=email.pk,
+    )
+    updated = invitation.filter(~Exists(later_email)).update_unaccepted(**changes)
+    if not updated and not invitation.exists():
+        return  # the invitation is gone: nothing to audit
+    InvitationEvent.objects.create(invitation_id=int(email.related_object_id), action=action, detail=detail)

@@ -180,6 +180,27 @@ def _lost_lease(email: OutboundEmail, claim: str, outcome: str, attempts: Sequen
     )
 
 
+# What recording writes; the row is re-read for these alone (the database clock set the times),
+# never for the bodies, which can be large and are not needed once the message is out.
+_RECORDED_FIELDS = (
+    "status",
+    "attempts",
+    "last_error",
+    "refused_recipients",
+    "claimed_by",
+    "lease_expires_at",
+    "sent_at",
+    "updated_at",
+)
+
+
+def _reload_recorded(email: OutboundEmail) -> None:
+    """Bring `email` up to date with what was just recorded, in one narrow SELECT."""
+    values = OutboundEmail.objects.filter(pk=email.pk).values_list(*_RECORDED_FIELDS).get()
+    for name, value in zip(_RECORDED_FIELDS, values, strict=True):
+        setattr(email, name, value)
+
+
 def _notify(signal: Any, email: OutboundEmail) -> None:
     """Tell receivers in a savepoint: a failing receiver must not undo, or block, the record."""
     try:
@@ -211,7 +232,7 @@ def mark_sent(
             _lost_lease(email, claim, "sent", attempts)
             return False
         _record_attempts(email, attempts)
-        email.refresh_from_db()
+        _reload_recorded(email)
         _notify(email_sent, email)
     return True
 
@@ -232,7 +253,7 @@ def mark_failed(*, email: OutboundEmail, claim: str, attempts: Sequence[Delivery
             _lost_lease(email, claim, "failed", attempts)
             return False
         _record_attempts(email, attempts)
-        email.refresh_from_db()
+        _reload_recorded(email)
         _notify(email_failed, email)
     return True
 
