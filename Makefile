@@ -19,13 +19,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 ## run: migrate the embedded SQLite database, create the demo admin, start web server + dispatcher (Ctrl-C stops both)
+run: export BASE_URL ?= http://$(HOST):$(PORT)
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_demo_admin
-	@echo "Web: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the server and the dispatcher)"
-	@trap 'trap - INT TERM; kill 0' INT TERM; \
-	  $(PY) manage.py dispatch_outbox & \
-	  $(PY) manage.py runserver --noreload $(HOST):$(PORT) & \
+	@echo "Web: $(BASE_URL)/admin/  (Ctrl-C stops the server and the dispatcher)"
+	@$(PY) manage.py dispatch_outbox & dispatcher=$$!; \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT) & server=$$!; \
+	  trap 'kill -TERM $$dispatcher $$server 2>/dev/null; wait' INT TERM; \
 	  wait
 
 ## test: the whole suite (PostgreSQL tests run when DATABASE_URL points at PostgreSQL)

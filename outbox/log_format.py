@@ -26,9 +26,10 @@ class JSONFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info or record.exc_text:
-            # exc_text first: the redaction filter may have cleaned it already.
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:  # first: the redaction filter may have cleaned it already
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
