@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from email.utils import make_msgid
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
@@ -15,6 +15,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
+from django.db.models.sql import UpdateQuery
 
 from . import conf
 from .models import DeliveryAttempt, OutboundEmail
@@ -180,8 +181,8 @@ def _lost_lease(email: OutboundEmail, claim: str, outcome: str, attempts: Sequen
     )
 
 
-# What recording writes; the row is re-read for these alone (the database clock set the times),
-# never for the bodies, which can be large and are not needed once the message is out.
+# What recording writes, read back so that receivers see the row as recorded (the database
+# clock set the times); never the bodies, which can be large and are not needed once it is out.
 _RECORDED_FIELDS = (
     "status",
     "attempts",
@@ -194,11 +195,46 @@ _RECORDED_FIELDS = (
 )
 
 
-def _reload_recorded(email: OutboundEmail) -> None:
-    """Bring `email` up to date with what was just recorded, in one narrow SELECT."""
-    values = OutboundEmail.objects.filter(pk=email.pk).values_list(*_RECORDED_FIELDS).get()
-    for name, value in zip(_RECORDED_FIELDS, values, strict=True):
-        setattr(email, name, value)
+def _update_can_return() -> bool:
+    """Whether UPDATE ... RETURNING works: PostgreSQL, and SQLite from 3.35 (not MySQL or MariaDB)."""
+    vendor = connection.vendor
+    return vendor == "postgresql" or (vendor == "sqlite" and connection.features.can_return_columns_from_insert)
+
+
+def _record_outcome(email: OutboundEmail, claim: str, **changes: Any) -> bool:
+    """Write `changes` if `claim` still holds the row, and bring `email` up to date with them.
+
+    Return False, writing nothing, when the fence matches nothing (the lease was lost).
+    The dispatcher is CPU-bound on statements, so where the database can return what an
+    UPDATE wrote (PostgreSQL, SQLite 3.35+) this is one statement: Django 5.2's `update()`
+    returns only a count, so the ORM compiles the UPDATE and RETURNING is appended. Elsewhere
+    the row is re-read, for the recorded fields only (never the bodies).
+    """
+    fenced = _fenced(email, claim)
+    if not _update_can_return():
+        if not fenced.update(**changes):
+            return False
+        values = OutboundEmail.objects.filter(pk=email.pk).values_list(*_RECORDED_FIELDS).get()
+        for name, value in zip(_RECORDED_FIELDS, values, strict=True):
+            setattr(email, name, value)
+        return True
+    query = cast(UpdateQuery, fenced.query.chain(UpdateQuery))
+    query.add_update_values(changes)
+    update_sql, params = query.get_compiler(connection=connection).as_sql()
+    table, fields = OutboundEmail._meta.db_table, OutboundEmail._meta.concrete_fields
+    columns = [field.get_col(table) for field in fields if field.name in _RECORDED_FIELDS]
+    returning = ", ".join(connection.ops.quote_name(column.target.column) for column in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{update_sql} RETURNING {returning}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for column, value in zip(columns, row, strict=True):
+        # The conversions a queryset applies (JSON decoding, SQLite's datetime strings).
+        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+            value = converter(value, column, connection)
+        setattr(email, column.target.attname, value)
+    return True
 
 
 def _notify(signal: Any, email: OutboundEmail) -> None:
@@ -220,7 +256,9 @@ def mark_sent(
 ) -> bool:
     """Record that the server accepted the message; return False if the claim was lost."""
     with transaction.atomic():
-        updated = _fenced(email, claim).update(
+        recorded = _record_outcome(
+            email,
+            claim,
             status=Status.SENT,
             sent_at=Now(),
             attempts=F("attempts") + len(attempts),
@@ -228,11 +266,10 @@ def mark_sent(
             refused_recipients=refused,
             **_RELEASED,
         )
-        if not updated:
+        if not recorded:
             _lost_lease(email, claim, "sent", attempts)
             return False
         _record_attempts(email, attempts)
-        _reload_recorded(email)
         _notify(email_sent, email)
     return True
 
@@ -246,14 +283,13 @@ def _refused_summary(refused: dict[str, Any]) -> str:
 def mark_failed(*, email: OutboundEmail, claim: str, attempts: Sequence[DeliveryAttempt], error: str) -> bool:
     """Fail the row for good with the server's reply; return False if the claim was lost."""
     with transaction.atomic():
-        updated = _fenced(email, claim).update(
-            status=Status.FAILED, attempts=F("attempts") + len(attempts), last_error=error, **_RELEASED
+        recorded = _record_outcome(
+            email, claim, status=Status.FAILED, attempts=F("attempts") + len(attempts), last_error=error, **_RELEASED
         )
-        if not updated:
+        if not recorded:
             _lost_lease(email, claim, "failed", attempts)
             return False
         _record_attempts(email, attempts)
-        _reload_recorded(email)
         _notify(email_failed, email)
     return True
 
