@@ -9,6 +9,7 @@ blocks a re-invite.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import re
@@ -22,7 +23,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, QuerySet
+from django.db.models import Exists, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -174,9 +175,18 @@ def _expire(invitations: QuerySet[ProviderInvitation], *, detail: str) -> int:
     return expired
 
 
+def accounts_at(email: str) -> QuerySet[User]:
+    """Accounts at a normalised address, also one stored with its domain in Unicode (the admin's user form)."""
+    local, _, domain = email.rpartition("@")
+    same_address = Q(email__iexact=email)
+    with contextlib.suppress(idna.IDNAError, UnicodeError):  # not an IDNA domain: the ASCII form is the only one
+        same_address |= Q(email__iexact=f"{local}@{idna.decode(domain)}")
+    return User.objects.filter(same_address)
+
+
 def check_invitable(email: str) -> None:
     """Refuse an address that already has an account or a live pending invitation."""
-    existing = User.objects.filter(email__iexact=email).first()
+    existing = accounts_at(email).first()
     if existing is not None:
         if existing.is_active:
             raise InvitationError(
@@ -415,7 +425,7 @@ def invitation_accept(*, invitation_id: int, full_name: str, password: str, toke
     with transaction.atomic():
         invitation = _locked(invitation_id)
         refusal = _refusal(invitation, token_digest)
-        if refusal is None and User.objects.filter(email__iexact=invitation.email).exists():
+        if refusal is None and accounts_at(invitation.email).exists():
             refusal = _refuse_link("account_exists")
         if refusal is None:
             try:
