@@ -1,3 +1,4 @@
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -45,8 +46,20 @@ class InvitationCreateForm(forms.ModelForm):
         return email
 
 
+# Zero-width joiners are part of some scripts' spelling (Persian) and of emoji sequences.
+_JOINERS = "\u200c\u200d"
+
+
 def _refuse_control_characters(value: str, what: str) -> None:
-    if any(ord(ch) < 32 or ord(ch) == 127 or ch in "\u2028\u2029\u0085" for ch in value):
+    # Cf (format) covers bidi overrides, isolates and marks and zero-width spaces, which can make a name
+    # shown in the admin read as something else ("Dr \u202emoc.elpmaxe@nimda" shows as "Dr admin@example.com").
+    if any(
+        ord(ch) < 32
+        or ord(ch) == 127
+        or ch in "\u2028\u2029\u0085"
+        or (unicodedata.category(ch) == "Cf" and ch not in _JOINERS)
+        for ch in value
+    ):
         raise ValidationError(f"{what} cannot contain line breaks or other control characters.", code="invalid")
 
 
