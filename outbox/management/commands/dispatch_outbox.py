@@ -1,4 +1,5 @@
 import logging
+import math
 import signal
 import threading
 from typing import Any
@@ -24,7 +25,7 @@ def positive_int(value: str) -> int:
 
 def positive_float(value: str) -> float:
     number = float(value)
-    if number <= 0:
+    if not math.isfinite(number) or number <= 0:
         raise ValueError(value)
     return number
 

@@ -1,4 +1,5 @@
 import json
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,7 +13,7 @@ EXIT_STALE = 2
 
 def non_negative_float(value: str) -> float:
     number = float(value)
-    if number < 0:
+    if not math.isfinite(number) or number < 0:  # `age > nan` is never true: a monitor that never alerts
         raise ValueError(value)
     return number
 

@@ -1,3 +1,4 @@
+import argparse
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,16 @@ def non_negative_int(value: str) -> int:
     return number
 
 
+MAX_DAYS = 36_600  # a century; far beyond it, date arithmetic overflows half-way through a purge
+
+
+def days(value: str) -> int:
+    number = non_negative_int(value)
+    if number > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_DAYS} days: {value!r}")
+    return number
+
+
 class Command(BaseCommand):
     help = (
         "Delete finished outbound emails (sent, failed, cancelled) older than --older-than DAYS, in bounded "
@@ -31,14 +42,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=non_negative_int,
+            type=days,
             metavar="DAYS",
             help="Delete finished rows last changed more than DAYS days ago. Without it, only bodies are blanked.",
         )
         parser.add_argument("--batch-size", type=positive_int, default=1000, help="Rows per transaction.")
         parser.add_argument(
             "--body-retention-days",
-            type=non_negative_int,
+            type=days,
             default=None,
             metavar="DAYS",
             help="Override OUTBOX_BODY_RETENTION_DAYS for this run.",

@@ -17,7 +17,10 @@ def parse_since(value: str) -> datetime:
     """Parse `24h`, `30m`, `7d` (ago), or an ISO date or date-time (UTC when no offset is given)."""
     value = value.strip()
     if match := _RELATIVE.match(value):
-        return timezone.now() - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            return timezone.now() - timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:  # further back than dates go
+            raise ValueError(value) from None
     moment = parse_datetime(value)
     if moment is None and (day := parse_date(value)) is not None:
         moment = datetime(day.year, day.month, day.day)
