@@ -12,8 +12,21 @@ _MARKERS = ("/invitations/accept/", "/accounts/reset/")
 # live one in a shape the path patterns above miss (`/Invitations/Accept/`, `//`, `%61ccept`, `?t=`), and
 # the URL resolver or the person who mangled the link may still accept it; in request logs, blank them all.
 _TOKEN_SHAPED = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
-# Django loggers that write a request path: 4xx/5xx lines, runserver access lines, CSRF refusals.
-_GUARDED_LOGGERS = ("django.request", "django.server", "django.security.csrf")
+# Django loggers that write a request path: 4xx/5xx lines, runserver access lines, CSRF refusals, and the
+# 400s of a SuspiciousOperation (`django.security.<exception class>`, with the request as an extra).
+_GUARDED_LOGGERS = (
+    "django.request",
+    "django.server",
+    "django.security.csrf",
+    "django.security.DisallowedHost",
+    "django.security.DisallowedRedirect",
+    "django.security.RequestDataTooBig",
+    "django.security.TooManyFieldsSent",
+    "django.security.TooManyFilesSent",
+    "django.security.SuspiciousMultipartForm",
+    "django.security.SuspiciousSession",
+)
+_REQUEST_LOGGER_PREFIXES = ("django.request", "django.server", "django.security")
 
 
 def redact(text: str) -> str:
@@ -41,7 +54,7 @@ class RedactInvitationTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Request and access loggers print whatever URL came in: blank anything token-shaped there too.
-        from_request_logger = record.name.startswith(_GUARDED_LOGGERS)
+        from_request_logger = record.name.startswith(_REQUEST_LOGGER_PREFIXES)
         has_secret = _has_secret_request_text if from_request_logger else _has_secret_path
         scrub = _redact_request_text if from_request_logger else redact
         message = record.getMessage()

@@ -24,7 +24,8 @@ class Capture(logging.Handler):
 @pytest.fixture
 def request_logs() -> Iterator[Capture]:
     capture = Capture()
-    loggers = [logging.getLogger(name) for name in ("django.request", "django.server")]
+    names = ("django.request", "django.server", "django.security.DisallowedHost")
+    loggers = [logging.getLogger(name) for name in names]
     for logger in loggers:
         logger.addHandler(capture)  # the loggers' own filters run before any handler
     yield capture
@@ -50,4 +51,15 @@ def test_request_logs__mangled_accept_link_keeps_token_out(shape, provider_role,
     logging.getLogger("django.server").info('"%s" %s %s', f"GET {path} HTTP/1.1", response.status_code, 0)
 
     assert request_logs.lines, "the request was logged"
+    assert not [line for line in request_logs.lines if token in line]
+
+
+def test_security_logs__disallowed_host_on_a_mangled_link_keeps_token_out(provider_role, request_logs, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    token = invitation_create(email="logs@example.com", role=provider_role, invited_by=None).token
+
+    response = Client().get(f"/Invitations/Accept/{token}/", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert request_logs.lines, "the refusal was logged"
     assert not [line for line in request_logs.lines if token in line]
