@@ -184,8 +184,7 @@ def accounts_at(email: str) -> QuerySet[User]:
     return User.objects.filter(same_address)
 
 
-def check_invitable(email: str) -> None:
-    """Refuse an address that already has an account or a live pending invitation."""
+def _refuse_existing_account(email: str) -> None:
     existing = accounts_at(email).first()
     if existing is not None:
         if existing.is_active:
@@ -196,6 +195,11 @@ def check_invitable(email: str) -> None:
             "A deactivated account with this email address exists; reactivate it instead. Nothing was sent.",
             code="account_inactive",
         )
+
+
+def check_invitable(email: str) -> None:
+    """Refuse an address that already has an account or a live pending invitation."""
+    _refuse_existing_account(email)
     with transaction.atomic():
         _expire(ProviderInvitation.objects.filter(email__iexact=email), detail="new invitation for the address")
     if ProviderInvitation.objects.filter(email__iexact=email, status=Status.PENDING).exists():
@@ -330,6 +334,7 @@ def invitation_resend(*, invitation: ProviderInvitation, actor: AbstractBaseUser
     with transaction.atomic():
         invitation = _locked(invitation)
         _check_pending(invitation, "resent")
+        _refuse_existing_account(invitation.email)  # an admin may have created the account by hand since
         _check_resend_allowed(invitation)
         cancelled = cancel_pending(emails_for(invitation))
         token = _issue_token(invitation)
