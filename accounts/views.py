@@ -76,6 +76,10 @@ def accept_link(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("invitation_accept")
     if request.user.is_authenticated:
         logout(request)  # another person's session must not carry over into the new account
+    else:
+        # A fresh key: a session key planted in this browser beforehand (session fixation) must not
+        # end up holding the invitation, or whoever planted it could submit the form first.
+        request.session.cycle_key()
     request.session[SESSION_INVITATION] = invitation.pk
     request.session[SESSION_DIGEST] = invitation.token_digest
     request.session[SESSION_REFUSAL] = None
