@@ -67,6 +67,7 @@ REFUSALS = {
     "revoked": "This invitation has been withdrawn.",
     "used": "This invitation has already been used.",
     "account_exists": "An account with this email address already exists.",
+    "role_withdrawn": "The role this invitation grants can no longer be granted by invitation.",
 }
 
 
@@ -383,6 +384,8 @@ def _refusal(invitation: ProviderInvitation, token_digest: str | None = None) ->
         return _refuse_link("revoked")
     if invitation.is_expired:
         return _refuse_link("expired")
+    if invitation.role.name not in settings.INVITATION_GRANTABLE_ROLES:  # taken out of the setting since
+        return _refuse_link("role_withdrawn")
     if token_digest is not None and not hmac.compare_digest(token_digest, invitation.token_digest):
         return _refuse_link("replaced")
     return None

@@ -44,6 +44,7 @@ REFUSAL_STATUS = {
     "revoked": 410,
     "used": 410,
     "account_exists": 410,
+    "role_withdrawn": 410,
 }
 
 
