@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from email.utils import make_msgid
@@ -27,9 +28,30 @@ Status = OutboundEmail.Status
 NOTIFY_CHANNEL = "outbox_email"
 
 
-def _check_header_value(name: str, value: str) -> None:
-    if "\n" in value or "\r" in value:
+# RFC 5322 field names are printable ASCII without the colon. The headers the message builds
+# itself cannot be set: a "Bcc" header would be shown to every recipient and deliver to no one.
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+_BUILT_HEADERS = frozenset({"to", "cc", "bcc", "from", "sender", "subject", "message-id", "date", "mime-version"})
+MAX_HEADER_LENGTH = 998  # RFC 5322's line limit
+
+
+def _check_text(name: str, value: Any, *, header: bool = False) -> None:
+    """Refuse what cannot be stored or sent: non-text, NUL, and for headers line breaks and overlong values."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be text.", code="invalid")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters.", code="nul")
+    if header and ("\n" in value or "\r" in value):
         raise ValidationError(f"{name} must not contain line breaks.", code="header_injection")
+    if header and len(value) > MAX_HEADER_LENGTH:
+        raise ValidationError(f"{name} is longer than {MAX_HEADER_LENGTH} characters.", code="too_long")
+
+
+def _check_header_name(name: Any) -> None:
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        raise ValidationError(f"{name!r} is not a valid header name.", code="invalid_header")
+    if name.lower() in _BUILT_HEADERS or name.lower().startswith("content-"):
+        raise ValidationError(f"The {name} header is set by the outbox itself.", code="reserved_header")
 
 
 def enqueue_email(
@@ -55,14 +77,17 @@ def enqueue_email(
     if not recipients:
         raise ValidationError("An email needs at least one recipient.", code="no_recipients")
     for address in recipients:
-        _check_header_value("A recipient", address)
+        _check_text("A recipient", address, header=True)
         validate_email(address)
     from_email = from_email or settings.DEFAULT_FROM_EMAIL
-    _check_header_value("The sender", from_email)
-    _check_header_value("The subject", subject)
+    _check_text("The sender", from_email, header=True)
+    _check_text("The subject", subject, header=True)
+    _check_text("The text body", body)
+    _check_text("The HTML body", html_body)
     headers = {**getattr(settings, "OUTBOX_EXTRA_HEADERS", {}), **(headers or {})}
     for name, value in headers.items():
-        _check_header_value(f"Header {name}", f"{name}{value}")
+        _check_header_name(name)
+        _check_text(f"Header {name}", value, header=True)
 
     fields: dict[str, Any] = dict(
         from_email=from_email,

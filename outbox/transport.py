@@ -179,13 +179,23 @@ def backend_path() -> str:
 
 
 def build_message(email: OutboundEmail, *, connection: Any = None) -> EmailMultiAlternatives:
-    """Build the message for a row, with its stored Message-ID; MIME errors surface at send."""
+    """Build the message for a row, with its stored Message-ID; MIME errors surface at send.
+
+    Raise ValueError for a row whose stored shape is broken (written around `enqueue_email`).
+    """
+    recipients, headers = email.recipients, email.headers
+    if not isinstance(recipients, list) or not recipients or not all(isinstance(a, str) for a in recipients):
+        raise ValueError("recipients must be a non-empty list of addresses")
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ValueError("headers must map names to text")
+    if not email.message_id:
+        raise ValueError("the row has no Message-ID")
     message = EmailMultiAlternatives(
         subject=email.subject,
         body=email.body_text,
         from_email=email.from_email,
-        to=list(email.recipients),
-        headers={**email.headers, "Message-ID": email.message_id},
+        to=list(recipients),
+        headers={**headers, "Message-ID": email.message_id},
         connection=connection,
     )
     if email.body_html:
@@ -247,7 +257,7 @@ class Session:
             raise error from exc
         self.last_used = time.monotonic()
         if not sent:
-            raise DeliveryError(Kind.PERMANENT, "message has no recipients")
+            raise DeliveryError(Kind.PERMANENT, "message has no recipients", tried=False)
         return SendResult(getattr(message, "refused_recipients", {}), int((time.monotonic() - started) * 1000))
 
     def _reset(self, smtp: smtplib.SMTP) -> None:

@@ -261,8 +261,21 @@ def test_fault__rows_past_max_age_still_fail_during_a_configuration_fault(auth_s
         {"recipients": ["two@ats@example.com"]},
         {"from_email": "sender@example.com\nBcc: spy@example.net"},
         {"headers": ["not", "a", "mapping"]},
+        {"recipients": []},
+        {"recipients": [123]},
+        {"recipients": {"a": "b@example.com"}},
+        {"message_id": ""},
     ],
-    ids=["header-injection", "broken-address", "broken-sender", "headers-not-a-dict"],
+    ids=[
+        "header-injection",
+        "broken-address",
+        "broken-sender",
+        "headers-not-a-dict",
+        "no-recipients",
+        "recipient-not-text",
+        "recipients-not-a-list",
+        "no-message-id",
+    ],
 )
 def test_fault__poison_row_fails_alone_and_the_batch_goes_on(corruption, smtp_server, make_email, dispatch):
     """A row written around enqueue_email's checks fails with its error; the rows around it are sent."""
