@@ -1,5 +1,7 @@
 """enqueue_email refuses what could not be stored or sent as asked, and writes nothing then."""
 
+from typing import Any
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -9,7 +11,7 @@ from outbox.services import enqueue_email
 
 pytestmark = pytest.mark.django_db
 
-GOOD = {"to": ["p@example.com"], "subject": "Hello", "body": "Text", "html_body": "<p>HTML</p>"}
+GOOD: dict[str, Any] = {"to": ["p@example.com"], "subject": "Hello", "body": "Text", "html_body": "<p>HTML</p>"}
 
 
 @pytest.mark.parametrize(
