@@ -1,5 +1,4 @@
 import logging
-import math
 import signal
 import threading
 from typing import Any
@@ -9,25 +8,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from outbox.dispatcher import Dispatcher, Options
+from outbox.management.arguments import positive_float, positive_int
 
 logger = logging.getLogger("outbox.dispatcher")
 
 EXIT_CONFIGURATION_FAULT = 3
 EXIT_DATABASE_UNAVAILABLE = 4
-
-
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def positive_float(value: str) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):

@@ -1,21 +1,14 @@
 import json
-import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from outbox.management.arguments import non_negative_float
 from outbox.monitoring import backlog
 
 EXIT_DATABASE = 1
 EXIT_STALE = 2
-
-
-def non_negative_float(value: str) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number < 0:  # `age > nan` is never true: a monitor that never alerts
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):

@@ -1,35 +1,11 @@
-import argparse
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from outbox.management.arguments import days, positive_int
 from outbox.retention import blank_old_bodies, purge_finished_emails
-
-
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
-
-
-MAX_DAYS = 36_600  # a century; far beyond it, date arithmetic overflows half-way through a purge
-
-
-def days(value: str) -> int:
-    number = non_negative_int(value)
-    if number > MAX_DAYS:
-        raise argparse.ArgumentTypeError(f"at most {MAX_DAYS} days: {value!r}")
-    return number
 
 
 class Command(BaseCommand):
