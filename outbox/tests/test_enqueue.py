@@ -51,3 +51,49 @@ def test_enqueue__custom_headers_are_kept(settings):
     with transaction.atomic():
         email = enqueue_email(**GOOD, headers={"Reply-To": "support@example.com"})
     assert email.headers == {"X-SES-CONFIGURATION-SET": "invitations", "Reply-To": "support@example.com"}
+
+
+def test_enqueue__same_dedupe_key_returns_the_queued_email_and_adds_none():
+    with transaction.atomic():
+        first = enqueue_email(**GOOD, dedupe_key="invitation:1:1")
+        again = enqueue_email(**{**GOOD, "subject": "Other"}, dedupe_key="invitation:1:1")
+        # The caller's transaction is still usable after the duplicate.
+        other = enqueue_email(**GOOD, dedupe_key="invitation:1:2")
+
+    assert again.pk == first.pk
+    assert (again.subject, again.message_id) == ("Hello", first.message_id)
+    assert OutboundEmail.objects.count() == 2
+    stored = OutboundEmail.objects.get(pk=first.pk)
+    assert (first.created_at, first.next_attempt_at) == (stored.created_at, stored.next_attempt_at)
+    assert other.pk not in (first.pk, None)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_enqueue__concurrent_twins_with_one_dedupe_key_make_one_row():
+    """Two transactions queueing the same key at once: one row, both callers get it, neither fails."""
+    import threading
+
+    from django.db import connection
+
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def enqueue_in_own_transaction() -> None:
+        try:
+            with transaction.atomic():
+                barrier.wait(5)
+                results.append(enqueue_email(**GOOD, dedupe_key="twin").pk)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enqueue_in_own_transaction) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert errors == []
+    assert len(results) == 2 and results[0] == results[1]
+    assert OutboundEmail.objects.filter(dedupe_key="twin").count() == 1
