@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,6 +239,15 @@ class Worker:
         self.stop = dispatcher.stop
         self.settings = dispatcher.settings
         self.session = Session()
+        # Short database writes ride out a database restart, for half a lease at most: after that
+        # the row comes back to another dispatcher anyway.
+        self._db_retrying = Retrying(
+            retry=retry_if_exception_type(DB_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            stop=stop_after_delay(max(self.settings.lease_seconds / 2, 1)),
+            before_sleep=_reconnect_before_retry,
+            reraise=True,
+        )
         self._claim = ""
         self._held: set[int] = set()
         self._renewed = 0.0
@@ -320,8 +330,12 @@ class Worker:
         finally:
             held, self._held = self._held, set()
             if held:
-                _with_db_retries(lambda: services.release(claim=claim, ids=held), self.stop, lease)
+                self._write(lambda: services.release(claim=claim, ids=held))
         return len(emails)
+
+    def _write(self, fn: Callable[[], Any]) -> Any:
+        """Run one short database write, reconnecting with backoff while the database is down."""
+        return self._db_retrying(fn)
 
     def _keep_lease(self, email: OutboundEmail) -> bool:
         """Extend the batch's lease once a third of it has gone; return whether `email` is still ours.
@@ -332,8 +346,8 @@ class Worker:
         lease = self.settings.lease_seconds
         if time.monotonic() - self._renewed >= lease / 3:
             renewed = time.monotonic()
-            self._held = _with_db_retries(
-                lambda: services.renew_lease(claim=self._claim, ids=self._held, lease_seconds=lease), self.stop, lease
+            self._held = self._write(
+                lambda: services.renew_lease(claim=self._claim, ids=self._held, lease_seconds=lease)
             )
             self._renewed = renewed
         return email.pk in self._held
@@ -344,11 +358,7 @@ class Worker:
         self.session.abort()
         error = f"dispatcher error: {type(exc).__name__}: {exc}".replace("\x00", "")
         try:
-            _with_db_retries(
-                lambda: services.mark_failed(email=email, claim=claim, attempts=[], error=error),
-                self.stop,
-                self.settings.lease_seconds,
-            )
+            self._write(lambda: services.mark_failed(email=email, claim=claim, attempts=[], error=error))
         except Exception:  # the row then comes back when its lease runs out
             logger.exception("outbox: could not record the failure of email %s", email.pk)
 
@@ -395,9 +405,7 @@ class Worker:
         try:
             refused = retrying(attempt)
         except _GiveBack:
-            _with_db_retries(
-                lambda: services.release(claim=claim, ids=[email.pk]), self.stop, self.settings.lease_seconds
-            )
+            self._write(lambda: services.release(claim=claim, ids=[email.pk]))
             return
         except _LeaseLost:
             if attempts:  # the tries made go to the log; the row is left to its new owner
@@ -412,11 +420,7 @@ class Worker:
                         email, claim, attempts, DeliveryError(Kind.TRANSIENT, error.reply, error.code), started
                     )
                 else:
-                    _with_db_retries(
-                        lambda: services.release(claim=claim, ids=[email.pk], error=str(error)),
-                        self.stop,
-                        self.settings.lease_seconds,
-                    )
+                    self._write(lambda: services.release(claim=claim, ids=[email.pk], error=str(error)))
                 raise ConfigurationFault(error) from error
             self._record(email, claim, attempts, error, started)
             return
@@ -454,32 +458,20 @@ class Worker:
         """Write the outcome in one short, fenced transaction, retrying through database faults."""
         previous_attempts = email.attempts
         if error is None:
-            state = (
-                "sent"
-                if _with_db_retries(
-                    lambda: services.mark_sent(email=email, claim=claim, attempts=attempts, refused=refused or {}),
-                    self.stop,
-                    self.settings.lease_seconds,
-                )
-                else ""
+            recorded = self._write(
+                lambda: services.mark_sent(email=email, claim=claim, attempts=attempts, refused=refused or {})
             )
+            state = "sent" if recorded else ""
             self.dispatcher.clear_fault()
             self.dispatcher.sent += 1
         elif error.kind is Kind.PERMANENT:
-            state = (
-                "failed"
-                if _with_db_retries(
-                    lambda: services.mark_failed(email=email, claim=claim, attempts=attempts, error=str(error)),
-                    self.stop,
-                    self.settings.lease_seconds,
-                )
-                else ""
+            recorded = self._write(
+                lambda: services.mark_failed(email=email, claim=claim, attempts=attempts, error=str(error))
             )
+            state = "failed" if recorded else ""
         else:
-            state = _with_db_retries(
-                lambda: services.mark_retry(email=email, claim=claim, attempts=attempts, error=str(error)),
-                self.stop,
-                self.settings.lease_seconds,
+            state = self._write(
+                lambda: services.mark_retry(email=email, claim=claim, attempts=attempts, error=str(error))
             )
         last = attempts[-1] if attempts else None
         tries = previous_attempts + len(attempts)
@@ -500,21 +492,6 @@ def _drop_db_connection() -> None:
         connection.close()
 
 
-def _with_db_retries(fn: Any, stop: threading.Event, lease_seconds: int) -> Any:
-    """Run a short database write, reconnecting with backoff while the database is down.
-
-    Gives up after half a lease: the row then comes back to another dispatcher.
-    """
-
-    def before_sleep(state: Any) -> None:
-        logger.warning("outbox: database write failed (%s); reconnecting", type(state.outcome.exception()).__name__)
-        _drop_db_connection()
-
-    retrying = Retrying(
-        retry=retry_if_exception_type(DB_ERRORS),
-        wait=wait_exponential(multiplier=0.2, max=10),
-        stop=stop_after_delay(max(lease_seconds / 2, 1)),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    return retrying(fn)
+def _reconnect_before_retry(state: Any) -> None:
+    logger.warning("outbox: database write failed (%s); reconnecting", type(state.outcome.exception()).__name__)
+    _drop_db_connection()
